@@ -1,0 +1,323 @@
+"""Environments for the PR2 scripts, all as PettingZoo ``ParallelEnv``s.
+
+``make_env`` is the one entry point the scripts call:
+
+========================  ==================================================================
+``--env differential``    the paper's one-shot "max of two quadratic" game (2 agents, Box)
+``--env matrix``          a two-player matrix game (Discrete), the paper's game by default
+``--env particle``        an mpe2 scenario (``--scenario simple_spread`` etc.)
+``--env pkg.mod:factory`` your own env: ``factory()`` must return a PettingZoo ``ParallelEnv``
+========================  ==================================================================
+
+Every problem with the choice raises ``EnvError`` with a one-line message that says what is
+wrong and how to fix it; the scripts print it and exit before training starts.
+"""
+
+import difflib
+import importlib
+from typing import Literal
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+ActionKind = Literal["continuous", "discrete"]
+
+
+class EnvError(ValueError):
+    """A bad environment choice. The message is one line: the problem and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Differential game "max of two quadratic" (Wen et al. 2019, Sec. 5.2; spec §2.2)
+# --------------------------------------------------------------------------------------------
+DIFFERENTIAL_FORMULAS = ("paper", "code")
+ACTION_SCALE = 10.0  # agents act in [-1, 1]; the game is defined on [-10, 10]
+
+
+def differential_reward(a1, a2, formula: str = "paper"):
+    """Shared reward max(f1, f2) at env-unit actions a1, a2 in [-10, 10] (numpy broadcasting).
+
+    paper: f1 = 0.8 * (-((a1 + 5) / 3)^2 - ((a2 + 5) / 3)^2)   local max 0 at (-5, -5)
+    code:  f1 = 0.8 * (-(a1 + 5)^2 / 3  - (a2 + 5)^2 / 3)      (the original code's variant)
+    both:  f2 = -(a1 - 5)^2 - (a2 - 5)^2 + 10                 global max 10 at (5, 5)
+    """
+    if formula not in DIFFERENTIAL_FORMULAS:
+        raise EnvError(f"unknown differential-game formula {formula!r}: use 'paper' or 'code'")
+    a1, a2 = np.asarray(a1, dtype=np.float64), np.asarray(a2, dtype=np.float64)
+    if formula == "paper":
+        f1 = 0.8 * (-(((a1 + 5) / 3) ** 2) - ((a2 + 5) / 3) ** 2)
+    else:
+        f1 = 0.8 * (-((a1 + 5) ** 2) / 3 - (a2 + 5) ** 2 / 3)
+    f2 = -((a1 - 5) ** 2) - (a2 - 5) ** 2 + 10.0
+    return np.maximum(f1, f2)
+
+
+class DifferentialGame(ParallelEnv):
+    """Two agents, 1-D actions in [-1, 1] (scaled x10 inside), one-shot episodes, shared reward.
+
+    The observation is a constant 0, as in the original code: the game has a single state.
+    """
+
+    metadata = {"name": "differential_game_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, formula: str = "paper"):
+        differential_reward(0.0, 0.0, formula)  # validates the formula name
+        self.formula = formula
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents = []
+        self._action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode = None
+
+    def observation_space(self, agent):
+        return self._observation_space
+
+    def action_space(self, agent):
+        return self._action_space
+
+    def _observations(self):
+        return {agent: np.zeros(1, np.float32) for agent in self.possible_agents}
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            for i, agent in enumerate(self.possible_agents):
+                self._action_space.seed(seed + i)
+        self.agents = list(self.possible_agents)
+        return self._observations(), {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        a1, a2 = (float(np.clip(np.asarray(actions[agent]).reshape(-1)[0], -1, 1)) for agent in self.agents)
+        reward = float(differential_reward(a1 * ACTION_SCALE, a2 * ACTION_SCALE, self.formula))
+        agents, self.agents = self.agents, []
+        observations = self._observations()
+        return (
+            observations,
+            {agent: reward for agent in agents},
+            {agent: True for agent in agents},
+            {agent: False for agent in agents},
+            {agent: {} for agent in agents},
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Two-player matrix games (Wen et al. 2019, Sec. 5.1; spec §2.1)
+# --------------------------------------------------------------------------------------------
+MATRIX_GAMES = {
+    # name: (R1, R2), rows = agent_0's action, columns = agent_1's action
+    "pr2": ([[0, 3], [1, 2]], [[3, 2], [0, 1]]),  # the paper's game, unique mixed NE (0.5, 0.5)
+    "matching_pennies": ([[1, -1], [-1, 1]], [[-1, 1], [1, -1]]),
+    "prisoners_dilemma": ([[-1, -3], [0, -2]], [[-1, 0], [-3, -2]]),
+    "stag_hunt": ([[4, 0], [3, 3]], [[4, 3], [0, 3]]),
+    "coordination": ([[1, 0], [0, 1]], [[1, 0], [0, 1]]),
+    "rock_paper_scissors": (
+        [[0, -1, 1], [1, 0, -1], [-1, 1, 0]],
+        [[0, 1, -1], [-1, 0, 1], [1, -1, 0]],
+    ),
+    "climbing": ([[11, -30, 0], [-30, 7, 6], [0, 0, 5]], [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]),
+}
+PAYOFF_FORMAT = "'R1/R2' with rows separated by ';' and entries by ',', e.g. '0,3;1,2/3,2;0,1'"
+
+
+def parse_payoffs(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse 'R1/R2' (rows ';', entries ',') into two equal-shape payoff matrices."""
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise EnvError(f"payoffs {text!r} need two matrices: write {PAYOFF_FORMAT}")
+    matrices = []
+    for part in parts:
+        try:
+            rows = [[float(x) for x in row.split(",")] for row in part.strip().split(";")]
+        except ValueError:
+            raise EnvError(f"payoffs {text!r} hold a non-number: write {PAYOFF_FORMAT}") from None
+        if len({len(row) for row in rows}) != 1:
+            raise EnvError(f"payoffs {text!r} have rows of different lengths: write {PAYOFF_FORMAT}")
+        matrices.append(np.array(rows))
+    r1, r2 = matrices
+    if r1.shape != r2.shape or min(r1.shape) < 2:
+        raise EnvError(
+            f"payoffs {text!r}: both matrices need the same shape, at least 2x2 (got {r1.shape}, {r2.shape})"
+        )
+    if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
+        raise EnvError(f"payoffs {text!r} hold a non-finite value")
+    return r1, r2
+
+
+class MatrixGame(ParallelEnv):
+    """A one-shot two-player matrix game: agent_0 picks a row, agent_1 a column.
+
+    Rewards are R1[row, col] and R2[row, col]. The observation is a constant 0 (one state).
+    """
+
+    metadata = {"name": "matrix_game_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, r1, r2):
+        self.payoffs = (np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64))
+        self.possible_agents = ["agent_0", "agent_1"]
+        self.agents = []
+        n_rows, n_cols = self.payoffs[0].shape
+        self._action_spaces = {"agent_0": spaces.Discrete(n_rows), "agent_1": spaces.Discrete(n_cols)}
+        self._observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.render_mode = None
+
+    def observation_space(self, agent):
+        return self._observation_space
+
+    def action_space(self, agent):
+        return self._action_spaces[agent]
+
+    def _observations(self):
+        return {agent: np.zeros(1, np.float32) for agent in self.possible_agents}
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            for i, agent in enumerate(self.possible_agents):
+                self._action_spaces[agent].seed(seed + i)
+        self.agents = list(self.possible_agents)
+        return self._observations(), {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        row, col = int(actions["agent_0"]), int(actions["agent_1"])
+        rewards = {agent: float(payoff[row, col]) for agent, payoff in zip(self.possible_agents, self.payoffs)}
+        agents, self.agents = self.agents, []
+        return (
+            self._observations(),
+            rewards,
+            {agent: True for agent in agents},
+            {agent: False for agent in agents},
+            {agent: {} for agent in agents},
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# mpe2 particle tasks and user envs
+# --------------------------------------------------------------------------------------------
+def particle_scenarios() -> dict:
+    """Scenario name (without version suffix) -> mpe2 module, e.g. 'simple_spread' -> simple_spread_v3."""
+    from mpe2.all_modules import mpe_environments
+
+    return {key.split("/")[-1].rsplit("_v", 1)[0]: module for key, module in mpe_environments.items()}
+
+
+def _closest(name: str, choices) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean {match[0]!r}? " if match else ""
+
+
+def _make_particle(scenario: str, kind: ActionKind, max_cycles: int, render_mode):
+    scenarios = particle_scenarios()
+    name = scenario.rsplit("_v", 1)[0] if scenario.rsplit("_v", 1)[-1].isdigit() else scenario
+    if name not in scenarios:
+        raise EnvError(
+            f"unknown particle --scenario {scenario!r}: {_closest(name, scenarios)}"
+            f"available: {', '.join(sorted(scenarios))}"
+        )
+    return scenarios[name].parallel_env(
+        continuous_actions=kind == "continuous", max_cycles=max_cycles, render_mode=render_mode
+    )
+
+
+def _make_from_factory(spec: str, render_mode):
+    module_name, _, factory_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or anything the user's module raises on import
+        raise EnvError(
+            f"--env {spec!r}: cannot import module {module_name!r} ({type(error).__name__}: {error}); "
+            "run from the folder that holds it or add that folder to PYTHONPATH"
+        ) from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise EnvError(f"--env {spec!r}: module {module_name!r} has no callable {factory_name!r}")
+    try:
+        env = factory(render_mode=render_mode) if render_mode else factory()
+    except Exception as error:
+        raise EnvError(f"--env {spec!r}: {factory_name}() raised {type(error).__name__}: {error}") from None
+    if not all(hasattr(env, attr) for attr in ("possible_agents", "reset", "step", "action_space")):
+        raise EnvError(f"--env {spec!r}: {factory_name}() must return a PettingZoo ParallelEnv, got {type(env)}")
+    return env
+
+
+def check_spaces(env, kind: ActionKind, script: str):
+    """Every agent needs a flat Box observation and a Box (continuous) or Discrete action space."""
+    other = "pr2_discrete.py" if kind == "continuous" else "pr2_continuous.py"
+    for agent in env.possible_agents:
+        obs_space, act_space = env.observation_space(agent), env.action_space(agent)
+        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+            raise EnvError(
+                f"agent {agent!r} has observation space {obs_space}; {script} needs a flat Box: "
+                "wrap your env to flatten observations"
+            )
+        if kind == "continuous":
+            if not isinstance(act_space, spaces.Box) or len(act_space.shape) != 1:
+                raise EnvError(
+                    f"agent {agent!r} has action space {act_space}; {script} needs a flat Box: "
+                    f"use {other} for discrete actions"
+                )
+            if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+                raise EnvError(f"agent {agent!r} has an unbounded action space {act_space}; give it finite bounds")
+        elif not isinstance(act_space, spaces.Discrete):
+            raise EnvError(
+                f"agent {agent!r} has action space {act_space}; {script} needs Discrete actions: "
+                f"use {other} for Box actions"
+            )
+
+
+def make_env(
+    env: str,
+    scenario: str | None = None,
+    kind: ActionKind = "continuous",
+    max_cycles: int = 25,
+    render_mode: str | None = None,
+    script: str = "this script",
+) -> ParallelEnv:
+    """Build the env named by ``--env``/``--scenario`` and check it suits ``kind`` actions.
+
+    scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for
+    ``differential`` the formula (``paper``, default, or ``code``); for ``matrix`` a preset
+    name from ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``).
+    """
+    if env == "differential":
+        if kind != "continuous":
+            raise EnvError(f"--env differential has continuous actions; {script} needs discrete ones")
+        formula = scenario or "paper"
+        if formula not in DIFFERENTIAL_FORMULAS:
+            raise EnvError(f"unknown differential --scenario {formula!r}: use 'paper' (default) or 'code'")
+        game = DifferentialGame(formula)
+    elif env == "matrix":
+        if kind != "discrete":
+            raise EnvError(f"--env matrix has discrete actions; {script} needs continuous ones")
+        scenario = scenario or "pr2"
+        if "/" in scenario:
+            game = MatrixGame(*parse_payoffs(scenario))
+        elif scenario in MATRIX_GAMES:
+            game = MatrixGame(*MATRIX_GAMES[scenario])
+        else:
+            raise EnvError(
+                f"unknown matrix --scenario {scenario!r}: {_closest(scenario, MATRIX_GAMES)}"
+                f"use one of {', '.join(MATRIX_GAMES)} or payoffs as {PAYOFF_FORMAT}"
+            )
+    elif env == "particle":
+        game = _make_particle(scenario or "simple_spread", kind, max_cycles, render_mode)
+    elif ":" in env:
+        game = _make_from_factory(env, render_mode)
+    else:
+        known = ["differential", "particle"] if kind == "continuous" else ["matrix", "particle"]
+        raise EnvError(
+            f"unknown --env {env!r}: {_closest(env, known)}use {' or '.join(repr(k) for k in known)}, "
+            "or 'your.module:factory' for your own PettingZoo ParallelEnv"
+        )
+    check_spaces(game, kind, script)
+    return game
+
+
+def env_label(env: str, scenario: str | None) -> str:
+    """A short name for run folders: 'simple_spread', 'differential_paper', 'matrix_pr2', 'my_env'."""
+    if env == "particle":
+        return scenario or "simple_spread"
+    if env == "differential":
+        return f"differential_{scenario or 'paper'}"
+    if env == "matrix":
+        scenario = scenario or "pr2"
+        return "matrix_custom" if "/" in scenario else f"matrix_{scenario}"
+    return env.partition(":")[2] or env
