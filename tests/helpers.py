@@ -1,0 +1,47 @@
+"""Shared test helpers: run a script the way a user does, and read its TensorBoard logs back."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from utils.logger import read_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python <script> <flags>` from `cwd` (so its runs/ folder lands there); never raises on failure."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *flags],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Like run_script, but fails the test with the script's stderr when it exits non-zero."""
+    result = run_script(script, *flags, cwd=cwd, timeout=timeout)
+    assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+def the_run_dir(cwd: Path) -> Path:
+    """The one run folder under cwd/runs (each test run writes exactly one)."""
+    runs = [path for path in (cwd / "runs").iterdir() if path.is_dir()]
+    assert len(runs) == 1, f"expected one run folder, found {runs}"
+    return runs[0]
+
+
+def finite_scalars(run_dir: Path, required_tags) -> dict:
+    """Read a run's scalars and check each required tag is present with only finite values."""
+    scalars = read_scalars(str(run_dir))
+    for tag in required_tags:
+        assert tag in scalars, f"tag {tag!r} missing; logged tags: {sorted(scalars)}"
+        assert all(math.isfinite(value) for _, value in scalars[tag]), f"non-finite value in {tag!r}"
+    return scalars
