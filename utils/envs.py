@@ -15,6 +15,8 @@ wrong and how to fix it; the scripts print it and exit before training starts.
 
 import difflib
 import importlib
+import os
+import sys
 from typing import Literal
 
 import numpy as np
@@ -81,8 +83,7 @@ class DifferentialGame(ParallelEnv):
 
     def reset(self, seed=None, options=None):
         if seed is not None:
-            for i, agent in enumerate(self.possible_agents):
-                self._action_space.seed(seed + i)
+            self._action_space.seed(seed)
         self.agents = list(self.possible_agents)
         return self._observations(), {agent: {} for agent in self.agents}
 
@@ -219,6 +220,8 @@ def _make_particle(scenario: str, kind: ActionKind, max_cycles: int, render_mode
 
 def _make_from_factory(spec: str, render_mode):
     module_name, _, factory_name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # like `python -m`: modules in the current folder are importable
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or anything the user's module raises on import

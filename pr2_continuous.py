@@ -1,0 +1,546 @@
+# PR2-AC: Probabilistic Recursive Reasoning actor-critic (Wen et al., ICLR 2019, arXiv 1901.09207).
+# Continuous actions. Docs, results and deviations from the paper: README.md.
+# One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop.
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+from utils.envs import EnvError, env_label, make_env
+from utils.logger import make_run_name, make_writer
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same command, same numbers (on CPU)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use CUDA when it is available"""
+    torch_threads: int = 1
+    """CPU threads for torch; small networks run fastest on one"""
+    track: bool = False
+    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "pr2"
+    """the W&B project name"""
+    wandb_entity: str | None = None
+    """the W&B entity (team)"""
+    save_model: bool = False
+    """if toggled, save a checkpoint to runs/<run>/ at the end and evaluate it"""
+    eval_episodes: int = 10
+    """episodes of the noise-free policy evaluated after training (with --save-model)"""
+
+    # Environment
+    env: str = "particle"
+    """'particle' (an mpe2 scenario), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory'
+    returning your own PettingZoo ParallelEnv with Box actions"""
+    scenario: str | None = None
+    """particle: the mpe2 scenario (default simple_spread); differential: the reward formula, 'paper' (default) or
+    'code' (the original code's /3 variant)"""
+    max_cycles: int = 25
+    """steps per particle episode"""
+
+    # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
+    total_timesteps: int | None = None
+    """environment steps (default: 16,000 differential; 200,000 otherwise)"""
+    learning_starts: int | None = None
+    """environment steps before the first gradient step (default: 1,000 differential; 10,000 otherwise)"""
+    train_frequency: int | None = None
+    """environment steps per gradient step (default: 1)"""
+    batch_size: int | None = None
+    """minibatch size (default: 64 differential; 512 otherwise)"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (joint transitions)"""
+    gamma: float | None = None
+    """discount factor (default: 0.99 differential, where it has no effect; 0.95 otherwise)"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of every network"""
+    tau: float = 0.01
+    """Polyak rate of the target networks"""
+    target_update_interval: int = 5
+    """gradient steps between Polyak updates of the target networks"""
+    reward_scale: float = 1.0
+    """rewards are multiplied by this in the critic target"""
+    hidden_size: int = 100
+    """units in each of the two hidden layers of every network"""
+
+    # PR2
+    alpha: float = 0.5
+    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12)"""
+    value_particles: int = 16
+    """M: opponent samples for the soft value and for the actor objective"""
+    kernel_particles: int = 32
+    """K: opponent-model particles per state in the SVGD update"""
+    kernel_update_ratio: float = 0.5
+    """share of the K particles that are moved; the rest are held fixed to build the SVGD direction"""
+    actor_objective: Literal["softmax", "mean"] = "softmax"
+    """the actor's aggregate over ρ samples b_k: 'softmax' α·log mean_k exp(Q(s, μ(s), b_k)/α) (the original code)
+    or 'mean' E_ρ[Q] (Eqs. 6/7)"""
+
+    # Exploration
+    noise_schedule: str | None = None
+    """OU noise scale, piecewise constant 'step:scale,...', in [-1, 1] action units
+    (default: '0:1.0,1600:0.01,2666:0.001' differential, the original code's; '0:0.3,100000:0.1' otherwise)"""
+    ou_theta: float = 0.15
+    """OU mean reversion θ"""
+    ou_sigma: float = 0.3
+    """OU diffusion σ"""
+    log_every: int = 100
+    """environment steps between log entries"""
+
+
+ENV_DEFAULTS = {
+    "differential": dict(
+        total_timesteps=16_000,
+        learning_starts=1_000,
+        train_frequency=1,
+        batch_size=64,
+        gamma=0.99,
+        noise_schedule="0:1.0,1600:0.01,2666:0.001",
+    ),
+    "other": dict(
+        total_timesteps=200_000,
+        learning_starts=10_000,
+        train_frequency=1,
+        batch_size=512,
+        gamma=0.95,
+        noise_schedule="0:0.3,100000:0.1",
+    ),
+}
+
+
+def resolve_args(args: Args) -> Args:
+    """Fill per-env defaults and check flags; a problem raises ValueError with a one-line fix."""
+    for key, value in ENV_DEFAULTS["differential" if args.env == "differential" else "other"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
+    for name in positive + ["log_every", "target_update_interval", "torch_threads"]:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.learning_starts < 0 or args.eval_episodes < 0:
+        raise ValueError("--learning-starts and --eval-episodes must be >= 0")
+    if args.batch_size > args.buffer_size:
+        raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
+    if args.alpha <= 0:
+        raise ValueError(f"--alpha must be positive, got {args.alpha}")
+    n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
+    if not 2 <= n_fixed < args.kernel_particles:
+        raise ValueError("--kernel-particles and --kernel-update-ratio must leave >= 2 fixed and >= 1 moved particles")
+    parse_schedule(args.noise_schedule)
+    return args
+
+
+def parse_schedule(text: str) -> list[tuple[int, float]]:
+    """'0:1.0,1600:0.01' -> [(0, 1.0), (1600, 0.01)], sorted by step."""
+    try:
+        points = sorted((int(step), float(value)) for step, value in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise ValueError(f"--noise-schedule {text!r} is not 'step:scale,...', e.g. '0:1.0,1600:0.01'") from None
+    if points[0][0] != 0:
+        raise ValueError(f"--noise-schedule {text!r} must start at step 0")
+    return points
+
+
+def schedule_value(points: list[tuple[int, float]], step: int) -> float:
+    return [value for start, value in points if start <= step][-1]
+
+
+# ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
+class MLP(nn.Module):
+    """f(x_1, ..., x_n) with 2 hidden ReLU layers; with squash=True the output is tanh-squashed into [-1, 1].
+
+    As in the original code, the first layer sums one linear map per input, which equals a linear map of their
+    concatenation but lets an input shared by many particles be mapped once and broadcast:
+    obs [B, 1, o] with particles [B, K, d] -> [B, K, out].
+    """
+
+    def __init__(self, in_dims: list[int], out_dim: int, hidden: int, squash: bool = False):
+        super().__init__()
+        self.input_layers = nn.ModuleList(nn.Linear(d, hidden, bias=k == 0) for k, d in enumerate(in_dims))
+        self.body = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.squash = squash
+
+    def forward(self, *inputs):
+        out = self.body(sum(layer(x) for layer, x in zip(self.input_layers, inputs, strict=True)))
+        return torch.tanh(out) if self.squash else out
+
+
+class PR2Agent(nn.Module):
+    """Agent i's networks. o = obs dim, a = own action dim, d = opponents' joint action dim.
+
+    | network             | maps                              | shape                    |
+    |---------------------|-----------------------------------|--------------------------|
+    | actor μ_θ           | s -> a^i                          | [.., o] -> [.., a]       |
+    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i) | -> [.., 1]               |
+    | individual_critic   | s, a^i -> Q^i(s, a^i)             | -> [.., 1]               |
+    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i       | [.., o+a+d] -> [.., d]   |
+    Target copies: target_actor, target_joint_critic (the individual critic has none, as in the original code).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, opp_dim: int, hidden: int):
+        super().__init__()
+        self.act_dim, self.opp_dim = act_dim, opp_dim
+        self.actor = MLP([obs_dim], act_dim, hidden, squash=True)
+        self.joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
+        self.individual_critic = MLP([obs_dim, act_dim], 1, hidden)
+        self.opponent_model = MLP([obs_dim, act_dim, opp_dim], opp_dim, hidden, squash=True)
+        self.target_actor = MLP([obs_dim], act_dim, hidden, squash=True)
+        self.target_joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
+        self.target_actor.load_state_dict(self.actor.state_dict())
+        self.target_joint_critic.load_state_dict(self.joint_critic.state_dict())
+        for target in (self.target_actor, self.target_joint_critic):
+            target.requires_grad_(False)
+
+    def sample_opponents(self, obs, own_action, n: int):
+        """n samples a^-i ~ ρ_φ(·|s, a^i) per row: obs [B, o], own_action [B, a] -> [B, n, d]."""
+        noise = torch.randn(obs.shape[0], n, self.opp_dim, device=obs.device)
+        return self.opponent_model(obs[:, None], own_action[:, None], noise)
+
+
+# ALGO LOGIC: the SVGD sampler (Liu & Wang 2016), amortised as in soft Q-learning (Haarnoja et al. 2017).
+def rbf_kernel(x, y):
+    """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h.
+
+    x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B].
+    The median is the (n//2)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
+    """
+    diff = x[:, :, None, :] - y[:, None, :, :]
+    sq_dist = diff.pow(2).sum(-1)
+    n = sq_dist.shape[1] * sq_dist.shape[2]
+    median = sq_dist.detach().flatten(1).kthvalue(n - n // 2 + 1, dim=1).values
+    h = torch.clamp(median / np.log(x.shape[1]), min=1e-3)
+    kappa = torch.exp(-sq_dist / h[:, None, None])
+    grad_x_kappa = -2.0 * diff / h[:, None, None, None] * kappa[..., None]
+    return kappa, grad_x_kappa, h
+
+
+def svgd_direction(fixed, score, updated):
+    """Stein variational direction φ(y_l) = mean_j [κ(x_j, y_l) ∇log p(x_j) + ∇_{x_j} κ(x_j, y_l)].
+
+    fixed x [B, Kx, d], score ∇_x log p(x) [B, Kx, d], updated y [B, Ky, d] -> φ [B, Ky, d].
+    The first term pulls particles towards high density, the second pushes them apart.
+    """
+    kappa, grad_x_kappa, _ = rbf_kernel(fixed, updated)
+    return (kappa[..., None] * score[:, :, None, :] + grad_x_kappa).mean(1)
+
+
+# ALGO LOGIC: replay buffer. One index set per minibatch serves every agent, so opponent actions line up (spec §5.17).
+class ReplayBuffer:
+    """Joint transitions (s^i, a^i, r^i, s'^i, done^i) for every agent i; actions in [-1, 1] units."""
+
+    def __init__(self, capacity: int, obs_dims: list[int], act_dims: list[int], device):
+        self.capacity, self.device, self.size, self.pos = capacity, device, 0, 0
+        n = len(obs_dims)
+        self.obs = [np.zeros((capacity, d), np.float32) for d in obs_dims]
+        self.next_obs = [np.zeros((capacity, d), np.float32) for d in obs_dims]
+        self.actions = [np.zeros((capacity, d), np.float32) for d in act_dims]
+        self.rewards = np.zeros((capacity, n), np.float32)
+        self.dones = np.zeros((capacity, n), np.float32)
+
+    def add(self, obs, actions, rewards, next_obs, dones):
+        for i in range(len(obs)):
+            self.obs[i][self.pos], self.next_obs[i][self.pos] = obs[i], next_obs[i]
+            self.actions[i][self.pos] = actions[i]
+        self.rewards[self.pos], self.dones[self.pos] = rewards, dones
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> dict:
+        idx = np.random.randint(0, self.size, size=batch_size)
+
+        def tensor(array):
+            return torch.as_tensor(array[idx], device=self.device)
+
+        return dict(
+            obs=[tensor(o) for o in self.obs],
+            actions=[tensor(a) for a in self.actions],
+            rewards=tensor(self.rewards),
+            next_obs=[tensor(o) for o in self.next_obs],
+            dones=tensor(self.dones),
+        )
+
+
+# ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
+def soft_value(q_values, alpha: float, log_volume: float):
+    """Eq. 11: α·log ∫ exp(Q/α) da^-i, estimated from M uniform samples b_k ~ U[-1, 1]^d (importance sampling):
+    α·(logsumexp_k(Q_k/α) - log M + d·log 2). q_values [B, M] -> [B]."""
+    m = q_values.shape[-1]
+    return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(m) + log_volume)
+
+
+def critic_losses(agent: PR2Agent, i: int, batch: dict, args: Args):
+    """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target y.
+
+    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at a'^i = μ_θ̄(s'), over uniform opponent samples.
+    Returns (joint critic loss, individual critic loss, mean Q).
+    """
+    obs, next_obs = batch["obs"][i], batch["next_obs"][i]
+    own = batch["actions"][i]
+    opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
+    dones = batch["dones"][:, i]
+    with torch.no_grad():
+        next_value = torch.zeros_like(dones)
+        if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
+            next_action = agent.target_actor(next_obs)
+            uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=obs.device) - 1  # shared by the batch
+            next_q = agent.target_joint_critic(next_obs[:, None], next_action[:, None], uniform[None]).squeeze(-1)
+            next_value = soft_value(next_q, args.alpha, agent.opp_dim * np.log(2.0))
+        y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
+    q = agent.joint_critic(obs, own, opponents).squeeze(-1)
+    q_individual = agent.individual_critic(obs, own).squeeze(-1)
+    return 0.5 * (y - q).pow(2).mean(), 0.5 * (y - q_individual).pow(2).mean(), q.mean()
+
+
+def opponent_model_loss(agent: PR2Agent, obs, own_action, args: Args):
+    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ ∝ exp((Q(s, a^i, a^-i) - Q(s, a^i))/α).
+
+    K particles of ρ at the buffer's (s, a^i) are split into fixed x (they define the direction) and moved y.
+    The target density includes the tanh squash correction Σ log(1 - x²). The surrogate loss -Σ⟨φ(y), y⟩ has
+    gradient -φ·∂y/∂φ: one Adam step moves ρ's outputs along the Stein direction.
+    Returns (surrogate loss, the fixed particles [B, Kx, d] detached, reused as the actor's opponent samples).
+    """
+    n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
+    with torch.no_grad():
+        fixed = agent.sample_opponents(obs, own_action, n_fixed)
+    fixed.requires_grad_(True)
+    updated = agent.sample_opponents(obs, own_action, args.kernel_particles - n_fixed)
+    with torch.no_grad():
+        q_individual = agent.individual_critic(obs, own_action)  # Eq. 11's normaliser: no effect on ∇_x
+    q_joint = agent.joint_critic(obs[:, None], own_action[:, None], fixed)
+    log_p = ((q_joint - q_individual[:, None]) / args.alpha).squeeze(-1)  # Eq. 12, log-density up to a constant
+    log_p = log_p + torch.log(1 - fixed.pow(2) + 1e-6).sum(-1)  # tanh squash correction
+    score = torch.autograd.grad(log_p.sum(), fixed)[0]
+    phi = svgd_direction(fixed.detach(), score, updated.detach())
+    return -(phi * updated).sum(), fixed.detach()
+
+
+def actor_loss(agent: PR2Agent, obs, opponent_samples, args: Args):
+    """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i).
+
+    softmax (original code): J = α·log mean_k exp(Q(s, μ(s), b_k)/α); mean: J = mean_k Q(s, μ(s), b_k) (Eqs. 6/7).
+    Q is evaluated at s, fixing the original code's Q(s', μ(s), ·) (spec §5.5). Returns (surrogate loss, -J).
+    The gradient ∂J/∂a at a = μ(s) is taken with Q held fixed, so this loss trains only the actor.
+    """
+    action = agent.actor(obs)
+    action_leaf = action.detach().requires_grad_(True)
+    q = agent.joint_critic(obs[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
+    if args.actor_objective == "softmax":
+        objective = args.alpha * (torch.logsumexp(q / args.alpha, -1) - np.log(q.shape[-1]))
+    else:
+        objective = q.mean(-1)
+    grad_action = torch.autograd.grad(objective.mean(), action_leaf)[0]  # Eq. 6: ∇_θ J = ∇_a J · ∇_θ μ(s)
+    return -(grad_action * action).sum(), -objective.mean().detach()
+
+
+@torch.no_grad()
+def polyak_update(agent: PR2Agent, tau: float):
+    """target ← (1 - τ)·target + τ·source, for the actor and the joint critic."""
+    for source, target in ((agent.actor, agent.target_actor), (agent.joint_critic, agent.target_joint_critic)):
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def update(agents, optimizer, batch: dict, args: Args) -> dict:
+    """One simultaneous gradient step of every agent's four networks; returns the losses by name."""
+    losses = {}
+    total = 0.0
+    for i, agent in enumerate(agents):
+        obs, own = batch["obs"][i], batch["actions"][i]
+        critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, args)
+        rho_loss, opponent_samples = opponent_model_loss(agent, obs, own, args)
+        pi_loss, pi_objective = actor_loss(agent, obs, opponent_samples[:, : args.value_particles], args)
+        total = total + critic_loss + individual_loss + rho_loss + pi_loss
+        losses[i] = dict(
+            critic_loss=critic_loss,
+            individual_critic_loss=individual_loss,
+            opponent_model_loss=rho_loss,
+            actor_loss=pi_objective,
+            q_values=q_mean,
+        )
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return losses
+
+
+class OUNoise:
+    """Ornstein-Uhlenbeck noise x ← x + θ(0 - x) + σ·N(0, 1); one process per agent that runs across episodes."""
+
+    def __init__(self, dim: int, theta: float, sigma: float):
+        self.state, self.theta, self.sigma = np.zeros(dim, np.float32), theta, sigma
+
+    def sample(self):
+        self.state += -self.theta * self.state + self.sigma * np.random.randn(len(self.state)).astype(np.float32)
+        return self.state
+
+
+def to_env_action(unit_action, space):
+    """Map an action in [-1, 1] to the agent's Box [low, high]."""
+    return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
+def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int):
+    """Write atomically: a temporary file in the same folder, then a rename, so a crash never leaves half a file."""
+    state = dict(args=asdict(args), agents=agents.state_dict(), optimizer=optimizer.state_dict(), step=global_step)
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float]:
+    """Mean-over-agents returns of `episodes` episodes of the noise-free policies μ_θ(s)."""
+    env = make_env(args.env, args.scenario, "continuous", args.max_cycles)
+    names, returns = env.possible_agents, []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total = np.zeros(len(names))
+        while env.agents:
+            actions = {}
+            for i, name in enumerate(names):
+                unit = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
+                actions[name] = to_env_action(unit, env.action_space(name))
+            obs, rewards, _, _, _ = env.step(actions)
+            total += [rewards[name] for name in names]
+        returns.append(float(total.mean()))
+    return returns
+
+
+def main(args: Args):
+    script = os.path.basename(__file__)
+    try:
+        args = resolve_args(args)
+        env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=script)
+    except (ValueError, EnvError) as error:
+        raise SystemExit(f"{script}: error: {error}") from None
+
+    # TRY NOT TO MODIFY: seeding and logging
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
+    writer = make_writer(run_name, args)
+
+    names = env.possible_agents
+    obs_dims = [env.observation_space(n).shape[0] for n in names]
+    act_dims = [env.action_space(n).shape[0] for n in names]
+    opp_dims = [sum(act_dims) - d for d in act_dims]
+    if min(opp_dims) == 0:
+        raise SystemExit(f"{script}: error: PR2 needs at least two agents; {args.env} has {len(names)}")
+    for i, name in enumerate(names):
+        env.action_space(name).seed(args.seed + i)
+
+    # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
+    agents = nn.ModuleList(
+        PR2Agent(o, a, d, args.hidden_size) for o, a, d in zip(obs_dims, act_dims, opp_dims, strict=True)
+    ).to(device)
+    params = [p for p in agents.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
+    buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
+    noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
+    noise_schedule = parse_schedule(args.noise_schedule)
+
+    # TRY NOT TO MODIFY: start the game
+    start_time = time.time()
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length = np.zeros(len(names)), 0
+    finished_returns, finished_lengths, losses, n_updates, last_return = [], [], None, 0, float("nan")
+    for global_step in range(args.total_timesteps):
+        # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise, clipped to [-1, 1]
+        noise_scale = schedule_value(noise_schedule, global_step)
+        with torch.no_grad():
+            unit_actions = []
+            for i, name in enumerate(names):
+                mu = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
+                unit_actions.append(np.clip(mu + noise_scale * noises[i].sample(), -1.0, 1.0))
+        env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
+        next_obs, rewards, terminations, truncations, _ = env.step(env_actions)
+
+        # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
+        buffer.add(
+            [obs[n] for n in names],
+            unit_actions,
+            [rewards[n] for n in names],
+            [next_obs[n] for n in names],
+            [float(terminations[n]) for n in names],
+        )
+        episode_return += [rewards[n] for n in names]
+        episode_length += 1
+        ended = [terminations[n] or truncations[n] for n in names]
+        if all(ended):
+            finished_returns.append(episode_return.copy())
+            finished_lengths.append(episode_length)
+            episode_return[:], episode_length = 0.0, 0
+            obs, _ = env.reset()
+        elif any(ended):
+            raise SystemExit(f"{script}: error: agents of {args.env} ended at different steps; they must end together")
+        else:
+            obs = next_obs  # CRUCIAL step easy to overlook
+
+        # ALGO LOGIC: training
+        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
+            losses = update(agents, optimizer, buffer.sample(args.batch_size), args)
+            n_updates += 1
+            if n_updates % args.target_update_interval == 0:
+                for agent in agents:
+                    polyak_update(agent, args.tau)
+            values = torch.stack([v for agent_losses in losses.values() for v in agent_losses.values()])
+            if not torch.isfinite(values).all():
+                bad = [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not torch.isfinite(v)]
+                raise SystemExit(f"{script}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
+
+        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes
+        if (global_step + 1) % args.log_every == 0:
+            step = global_step + 1
+            if finished_returns:
+                returns = np.mean(finished_returns, axis=0)
+                last_return = returns.mean()
+                writer.add_scalar("charts/episodic_return", returns.mean(), step)
+                for name, value in zip(names, returns):
+                    writer.add_scalar(f"charts/episodic_return/{name}", value, step)
+                writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), step)
+                finished_returns, finished_lengths = [], []
+            if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
+                with torch.no_grad():
+                    for i, name in enumerate(names):
+                        action = agents[i].actor(torch.as_tensor(obs[name], device=device)).item()
+                        writer.add_scalar(f"charts/action/{name}", action, step)
+            if losses is not None:
+                for i, agent_losses in losses.items():
+                    for key, value in agent_losses.items():
+                        writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
+            sps = int(step / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, step)
+            writer.add_scalar("charts/noise_scale", noise_scale, step)
+            if step % (args.log_every * 10) == 0 or step == args.total_timesteps:
+                print(f"global_step={step}, episodic_return={last_return:.3f}, SPS={sps}", flush=True)
+
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, agents, optimizer, args, args.total_timesteps)
+        print(f"model saved to {model_path}")
+        for idx, episodic_return in enumerate(evaluate(agents, args, device, args.eval_episodes, args.seed + 10_000)):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    env.close()
+    writer.close()
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
