@@ -291,7 +291,7 @@ def make_env(
         if kind != "discrete":
             raise EnvError(f"--env matrix has discrete actions; {script} needs continuous ones")
         scenario = scenario or "pr2"
-        if "/" in scenario:
+        if any(sep in scenario for sep in "/;,"):
             game = MatrixGame(*parse_payoffs(scenario))
         elif scenario in MATRIX_GAMES:
             game = MatrixGame(*MATRIX_GAMES[scenario])
@@ -322,5 +322,5 @@ def env_label(env: str, scenario: str | None) -> str:
         return f"differential_{scenario or 'paper'}"
     if env == "matrix":
         scenario = scenario or "pr2"
-        return "matrix_custom" if "/" in scenario else f"matrix_{scenario}"
+        return f"matrix_{scenario}" if scenario in MATRIX_GAMES else "matrix_custom"
     return env.partition(":")[2] or env

@@ -1,0 +1,220 @@
+"""pr2_continuous.py: the SVGD sampler, the opponent model's update, the replay buffer, and end-to-end runs."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pr2_continuous as pr2
+from tests.helpers import finite_scalars, run_ok, run_script, the_run_dir
+from utils.logger import read_scalars
+
+SCRIPT = "pr2_continuous.py"
+PR2_LOSSES = ["critic_loss", "individual_critic_loss", "opponent_model_loss", "actor_loss"]
+
+
+# ---------------------------------------------------------------- SVGD sampler
+def test_bandwidth_is_median_squared_distance_over_log_k():
+    x = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])  # Kx = 3
+    y = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # Ky = 2
+    # squared distances x_j - y_l: [0, 25], [1, 20], [4, 13] -> sorted 0 1 4 13 20 25; the (6//2)-th largest is 13
+    kappa, grad_x_kappa, h = pr2.rbf_kernel(x, y)
+    assert h.item() == pytest.approx(13.0 / math.log(3))
+    assert kappa[0, 2, 1].item() == pytest.approx(math.exp(-13.0 / h.item()))
+    expected_grad = -2.0 * (x[0, 2] - y[0, 1]) / h.item() * kappa[0, 2, 1]
+    assert torch.allclose(grad_x_kappa[0, 2, 1], expected_grad)
+
+
+def test_bandwidth_has_a_floor_for_collapsed_particles():
+    x = torch.zeros(1, 4, 2)
+    assert pr2.rbf_kernel(x, x)[2].item() == pytest.approx(1e-3)
+
+
+def test_kernel_gradient_matches_autograd():
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    y = torch.randn(2, 4, 3)
+    kappa, grad_x_kappa, h = pr2.rbf_kernel(x, y)
+    # with h held fixed (it carries no gradient), d/dx_j of sum_l kappa(x_j, y_l) is sum_l grad_x_kappa[j, l]
+    auto = torch.autograd.grad(torch.exp(-(x[:, :, None] - y[:, None]).pow(2).sum(-1) / h[:, None, None]).sum(), x)[0]
+    assert torch.allclose(grad_x_kappa.sum(2), auto, atol=1e-6)
+
+
+def test_svgd_particles_match_a_correlated_gaussian():
+    """Particles moved by the script's Stein direction reach the target's mean and covariance (2-D Gaussian)."""
+    torch.manual_seed(0)
+    mean = torch.tensor([1.0, -0.5])
+    cov = torch.tensor([[1.0, 0.6], [0.6, 0.8]])
+    precision = torch.linalg.inv(cov)
+    particles = 0.3 * torch.randn(1, 100, 2)
+    for _ in range(500):
+        score = -(particles - mean) @ precision  # ∇ log N(x; mean, cov)
+        particles = particles + 0.2 * pr2.svgd_direction(particles, score, particles)
+    sample_mean = particles[0].mean(0)
+    sample_cov = torch.cov(particles[0].T)
+    assert torch.allclose(sample_mean, mean, atol=0.05), sample_mean
+    assert torch.allclose(sample_cov, cov, atol=0.15), sample_cov  # 100 particles: within 0.15 per entry
+
+
+class GaussianCritic(torch.nn.Module):
+    """Q(s, a, b) = -(b - center)² / (2 width²): at α = 1, Eq. 12's target for ρ is N(center, width²)."""
+
+    def __init__(self, center, width):
+        super().__init__()
+        self.center, self.width = center, width
+
+    def forward(self, obs, own, opp):
+        return -0.5 * ((opp - self.center) / self.width) ** 2
+
+
+def test_amortised_svgd_trains_the_opponent_model_towards_eq_12():
+    """ρ trained by the script's opponent_model_loss against a known Q samples exp(Q/α)·(1 - x²) (squash-corrected)."""
+    torch.manual_seed(0)
+    args = pr2.resolve_args(pr2.Args(env="differential", alpha=1.0))
+    agent = pr2.PR2Agent(obs_dim=1, act_dim=1, opp_dim=1, hidden=32)
+    center, width = 0.5, 0.3  # wide enough that the squash correction moves the mean (0.469 -> 0.381)
+    agent.joint_critic = GaussianCritic(center, width)
+    optimizer = torch.optim.Adam(agent.opponent_model.parameters(), lr=3e-3)
+    obs, own = torch.zeros(16, 1), torch.zeros(16, 1)
+    for _ in range(800):
+        loss, _ = pr2.opponent_model_loss(agent, obs, own, args)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        samples = agent.sample_opponents(obs[:1], own[:1], 4000).flatten()
+    grid = np.linspace(-1 + 1e-4, 1 - 1e-4, 20001)
+    density = np.exp(-0.5 * ((grid - center) / width) ** 2) * (1 - grid**2)
+    density /= density.sum()
+    target_mean = (grid * density).sum()
+    target_std = np.sqrt(((grid - target_mean) ** 2 * density).sum())
+    assert samples.mean().item() == pytest.approx(target_mean, abs=0.04)
+    assert samples.std().item() == pytest.approx(target_std, rel=0.15)
+
+
+# ---------------------------------------------------------------- replay buffer
+def test_replay_buffer_uses_the_same_indices_for_every_agent():
+    np.random.seed(0)
+    buffer = pr2.ReplayBuffer(100, obs_dims=[3, 5], act_dims=[1, 2], device="cpu")
+    for t in range(60):  # every field of transition t holds the value t, so rows can be matched across agents
+        obs = [np.full(3, t), np.full(5, t)]
+        buffer.add(obs, [np.full(1, t), np.full(2, t)], [t, t], obs, [t, t])
+    batch = buffer.sample(32)
+    rows = batch["obs"][0][:, 0]
+    assert torch.equal(batch["obs"][1][:, 0], rows) and torch.equal(batch["next_obs"][1][:, 4], rows)
+    assert torch.equal(batch["actions"][0][:, 0], rows) and torch.equal(batch["actions"][1][:, 1], rows)
+    assert torch.equal(batch["rewards"][:, 1], rows) and torch.equal(batch["dones"][:, 0], rows)
+    assert [o.shape for o in batch["obs"]] == [(32, 3), (32, 5)]  # heterogeneous agents keep their own sizes
+    assert [a.shape for a in batch["actions"]] == [(32, 1), (32, 2)]
+
+
+def test_replay_buffer_wraps_around_and_keeps_the_newest():
+    np.random.seed(0)
+    buffer = pr2.ReplayBuffer(5, obs_dims=[1, 1], act_dims=[1, 1], device="cpu")
+    for t in range(8):
+        buffer.add([[t], [t]], [[t], [t]], [t, t], [[t], [t]], [0, 0])
+    assert buffer.size == 5 and buffer.pos == 3
+    assert sorted(buffer.obs[0][:, 0].tolist()) == [3, 4, 5, 6, 7]
+    assert set(buffer.sample(200)["obs"][0][:, 0].tolist()) == {3.0, 4.0, 5.0, 6.0, 7.0}
+
+
+# ---------------------------------------------------------------- losses
+def test_soft_value_is_alpha_log_mean_exp_plus_log_volume():
+    q = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    alpha, d = 0.5, 2
+    expected = alpha * (math.log(np.mean(np.exp(np.array([0.0, 1.0, 2.0, 3.0]) / alpha))) + d * math.log(2))
+    assert pr2.soft_value(q, alpha, d * math.log(2)).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_actor_surrogate_has_the_gradient_of_the_objective_and_leaves_the_critic_alone():
+    torch.manual_seed(0)
+    args = pr2.resolve_args(pr2.Args(env="differential"))
+    agent = pr2.PR2Agent(obs_dim=2, act_dim=1, opp_dim=1, hidden=16)
+    obs, samples = torch.randn(8, 2), torch.rand(8, 16, 1) * 2 - 1
+    loss, _ = pr2.actor_loss(agent, obs, samples, args)
+    loss.backward()
+    surrogate_grads = [p.grad.clone() for p in agent.actor.parameters()]
+    assert all(p.grad is None for p in agent.joint_critic.parameters())
+    agent.zero_grad()
+    q = agent.joint_critic(obs[:, None], agent.actor(obs)[:, None], samples).squeeze(-1)
+    objective = args.alpha * torch.logsumexp(q / args.alpha, -1)
+    (-objective.mean()).backward()
+    for got, want in zip(surrogate_grads, (p.grad for p in agent.actor.parameters())):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+# ---------------------------------------------------------------- end to end
+SMOKE = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16", "--log-every", "50"]
+
+
+def pr2_tags(agents):
+    prefixes = ["charts/episodic_return"] + [f"losses/{loss}" for loss in PR2_LOSSES]
+    return ["charts/episodic_return", "charts/SPS"] + [f"{prefix}/{agent}" for agent in agents for prefix in prefixes]
+
+
+@pytest.mark.parametrize(
+    "flags,agents",
+    [
+        (["--env", "particle"], ["agent_0", "agent_1", "agent_2"]),
+        (["--env", "particle", "--scenario", "simple_adversary"], ["adversary_0", "agent_0", "agent_1"]),
+        (["--env", "differential", "--actor-objective", "mean"], ["agent_0", "agent_1"]),
+    ],
+)
+def test_smoke_run_logs_finite_scalars(tmp_path, flags, agents):
+    run_ok(SCRIPT, *flags, *SMOKE, cwd=tmp_path)
+    scalars = finite_scalars(the_run_dir(tmp_path), pr2_tags(agents))
+    if "differential" in flags:
+        actions = scalars["charts/action/agent_0"]
+        assert len(actions) == 6 and all(-1 <= value <= 1 for _, value in actions)
+
+
+def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
+    run_ok(SCRIPT, "--env", "differential", *SMOKE, "--save-model", "--eval-episodes", "3", cwd=tmp_path)
+    run_dir = the_run_dir(tmp_path)
+    checkpoint = torch.load(run_dir / "pr2_continuous.pt", weights_only=False)
+    assert checkpoint["step"] == 300 and checkpoint["args"]["env"] == "differential"
+    assert not list(run_dir.glob("*.tmp"))
+    agents = torch.nn.ModuleList(pr2.PR2Agent(1, 1, 1, 100) for _ in range(2))
+    agents.load_state_dict(checkpoint["agents"])
+    assert len(finite_scalars(run_dir, ["eval/episodic_return"])["eval/episodic_return"]) == 3
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    logs = []
+    for name, seed in [("a", "3"), ("b", "3"), ("c", "4")]:
+        (tmp_path / name).mkdir()
+        run_ok(SCRIPT, "--env", "differential", *SMOKE, "--seed", seed, cwd=tmp_path / name)
+        scalars = read_scalars(str(the_run_dir(tmp_path / name)))
+        logs.append({tag: values for tag, values in scalars.items() if tag != "charts/SPS"})
+    assert logs[0] == logs[1]
+    assert logs[0]["losses/critic_loss/agent_0"] != logs[2]["losses/critic_loss/agent_0"]
+
+
+DISCRETE_ENV_MODULE = """
+from mpe2 import simple_spread_v3
+
+def make():
+    return simple_spread_v3.parallel_env(continuous_actions=False)
+"""
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--env", "partcle"], "unknown --env 'partcle': did you mean 'particle'?"),
+        (["--env", "particle", "--scenario", "simple_sprad"], "did you mean 'simple_spread'?"),
+        (["--env", "my_discrete_env:make"], "needs a flat Box: use pr2_discrete.py"),
+        (["--env", "not_a_module_abc:make"], "cannot import module 'not_a_module_abc'"),
+        (["--batch-size", "64", "--buffer-size", "32"], "--batch-size 64 exceeds --buffer-size 32"),
+        (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
+        (["--noise-schedule", "0:1,abc"], "--noise-schedule '0:1,abc' is not 'step:scale,...'"),
+        (["--env", "differential", "--scenario", "paper2"], "unknown differential --scenario 'paper2'"),
+    ],
+)
+def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):
+    (tmp_path / "my_discrete_env.py").write_text(DISCRETE_ENV_MODULE)
+    result = run_script(SCRIPT, *flags, cwd=tmp_path)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert message in last_line and last_line.startswith("pr2_continuous.py: error:"), result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing was started
