@@ -1,0 +1,207 @@
+"""Benchmark: PR2 on the differential game "max of two quadratic", many seeds per configuration.
+
+Each (configuration, seed) is one run of the real script in its own process, at most `--workers` at a time, with
+`--torch-threads 1`. A finished run leaves `result.json` in its work folder and is not redone, so an interrupted
+benchmark resumes where it stopped. The outputs are a markdown table and a picture of the reward landscape with every
+seed's learning path (the noise-free joint action over training):
+
+    python benchmarks/differential_game.py                      # faithful PR2-AC, 10 seeds, paper formula
+    python benchmarks/differential_game.py --formula code       # the original code's /3 formula
+    python benchmarks/differential_game.py --configs faithful=pr2_continuous.py: mean=pr2_continuous.py:--actor-objective,mean
+
+A configuration is `label=script:flag,flag,...` (flags comma-separated, as the script takes them).
+"""
+
+import concurrent.futures
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils.envs import ACTION_SCALE, differential_reward  # noqa: E402
+from utils.logger import read_scalars  # noqa: E402
+
+SUCCESS_RADIUS = 1.0  # env units from (5, 5)
+
+
+@dataclass
+class Args:
+    configs: list[str] = field(default_factory=lambda: ["faithful=pr2_continuous.py:"])
+    """configurations as 'label=script:flag,flag,...'"""
+    seeds: list[int] = field(default_factory=lambda: list(range(10)))
+    """seeds to run for every configuration"""
+    formula: str = "paper"
+    """reward formula: 'paper' or 'code' (the original code's)"""
+    workers: int = 2
+    """runs at the same time (each on one thread)"""
+    name: str = "differential"
+    """prefix of the output files in --out-dir"""
+    out_dir: str = "benchmarks/results"
+    """where the table and the picture go"""
+    work_dir: str = "benchmarks/work"
+    """where the runs go (logs, checkpoints, result.json); git-ignored"""
+
+
+def parse_config(text: str) -> tuple[str, str, list[str]]:
+    label, _, rest = text.partition("=")
+    script, _, flags = rest.partition(":")
+    if not label or not script.endswith(".py"):
+        raise SystemExit(f"error: config {text!r} is not 'label=script.py:flag,flag,...'")
+    return label, script, [flag for flag in flags.split(",") if flag]
+
+
+def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
+    """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    if "agents" not in checkpoint:
+        return []
+    import pr2_continuous
+
+    hidden = checkpoint["args"]["hidden_size"]
+    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden) for _ in range(2))
+    agents.load_state_dict(checkpoint["agents"])
+    grid = torch.linspace(-1, 1, 201)
+    own, other = torch.meshgrid(grid, grid, indexing="ij")
+    maxima = []
+    with torch.no_grad():
+        for i, agent in enumerate(agents):
+            q = agent.joint_critic(torch.zeros(own.numel(), 1), own.reshape(-1, 1), other.reshape(-1, 1)).reshape(own.shape)
+            k = int(q.argmax())
+            a_own, a_other = float(own.flatten()[k]) * ACTION_SCALE, float(other.flatten()[k]) * ACTION_SCALE
+            joint = (a_own, a_other) if i == 0 else (a_other, a_own)
+            maxima.append((*joint, float(q.max())))
+    return maxima
+
+
+def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) -> dict:
+    folder = Path(args.work_dir) / f"{args.name}_{args.formula}" / label / f"seed_{seed}"
+    result_path = folder / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("runs/*"):  # a run that was interrupted: start it again from scratch
+        subprocess.run(["rm", "-rf", str(old)], check=True)
+    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
+    command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
+    start = time.time()
+    process = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    wall_time = time.time() - start
+    (folder / "stdout.txt").write_text(process.stdout + process.stderr)
+    if process.returncode != 0:
+        raise RuntimeError(f"{label} seed {seed} failed: {process.stderr[-2000:]}")
+    run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
+    scalars = read_scalars(str(run_dir))
+    path = [
+        (step, a1 * ACTION_SCALE, a2 * ACTION_SCALE)
+        for (step, a1), (_, a2) in zip(scalars["charts/action/agent_0"], scalars["charts/action/agent_1"])
+    ]
+    final = path[-1]
+    reward = float(differential_reward(final[1], final[2], args.formula))
+    checkpoint = next(run_dir.glob("*.pt"))
+    result = dict(
+        label=label,
+        seed=seed,
+        command=" ".join(["python", script, *command[2:]]),
+        final_action=[final[1], final[2]],
+        reward=reward,
+        success=bool(np.hypot(final[1] - 5, final[2] - 5) <= SUCCESS_RADIUS),
+        critic_max=critic_maximum(checkpoint),
+        wall_time=wall_time,
+        sps=scalars["charts/SPS"][-1][1],
+        path=path,
+    )
+    result_path.write_text(json.dumps(result))
+    return result
+
+
+def write_table(results: dict, args: Args, path: Path, picture: Path):
+    versions = f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}"
+    lines = [
+        f"# Differential game ({args.formula} formula): {len(args.seeds)} seeds per configuration",
+        "",
+        f"Command: `python benchmarks/differential_game.py {' '.join(sys.argv[1:])}`  ",
+        f"Software: {versions}. Each run on one thread, {args.workers} runs at a time.  ",
+        f"Success: final noise-free joint action within {SUCCESS_RADIUS:g} env unit of the global optimum (5, 5).  ",
+        "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) peaks on a 201×201 grid, and its value.",
+        "",
+        f"![learning paths]({picture.name})",
+        "",
+    ]
+    for label, rows in results.items():
+        rows = sorted(rows, key=lambda r: r["seed"])
+        wins = sum(r["success"] for r in rows)
+        lines += [
+            f"## {label}: global optimum in {wins}/{len(rows)} seeds",
+            "",
+            "`" + rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ") + "`",
+            "",
+            "| seed | final joint action | reward | global optimum | critic max agent 0 | critic max agent 1 | wall time | SPS |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            critic = [f"({m[0]:+.1f}, {m[1]:+.1f}): {m[2]:.1f}" for m in r["critic_max"]] or ["n/a", "n/a"]
+            a1, a2 = r["final_action"]
+            lines.append(
+                f"| {r['seed']} | ({a1:+.2f}, {a2:+.2f}) | {r['reward']:.2f} | {'yes' if r['success'] else 'no'} "
+                f"| {critic[0]} | {critic[1]} | {r['wall_time']:.0f} s | {r['sps']:.0f} |"
+            )
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def draw(results: dict, args: Args, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(-10, 10, 401)
+    landscape = differential_reward(grid[None, :], grid[:, None], args.formula)
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5), squeeze=False)
+    for ax, (label, rows) in zip(axes[0], results.items()):
+        contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")
+        for r in sorted(rows, key=lambda r: r["seed"]):
+            trajectory = np.array(r["path"])
+            color = "white" if r["success"] else "tomato"
+            ax.plot(trajectory[:, 1], trajectory[:, 2], color=color, lw=1, alpha=0.8)
+            ax.plot(*trajectory[-1, 1:], "o", color=color, ms=4)
+        ax.plot([5, -5], [5, -5], "k*", ms=10)
+        wins = sum(r["success"] for r in rows)
+        ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
+        ax.set_aspect("equal")
+    fig.colorbar(contour, ax=axes[0].tolist(), label="reward", shrink=0.8)
+    fig.suptitle(f"Differential game ({args.formula} formula): noise-free joint action during training")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def main(args: Args):
+    configs = [parse_config(text) for text in args.configs]
+    jobs = [(label, script, flags, seed) for label, script, flags in configs for seed in args.seeds]
+    results = {label: [] for label, _, _ in configs}
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+        futures = {pool.submit(run_one, *job, args): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            results[result["label"]].append(result)
+            print(f"{result['label']} seed {result['seed']}: {result['final_action']} success={result['success']}")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    picture = out / f"{args.name}_{args.formula}.png"
+    draw(results, args, picture)
+    write_table(results, args, out / f"{args.name}_{args.formula}.md", picture)
+    print(f"wrote {out / f'{args.name}_{args.formula}.md'} and {picture}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main(tyro.cli(Args))
