@@ -74,8 +74,24 @@ class Args:
     """units in each of the two hidden layers of every network"""
 
     # PR2
+    policy: Literal["soft", "deterministic"] = "soft"
+    """'soft': an energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) over the soft marginal value computed from ρ's
+    responses, sampled by amortised SVGD, with an annealed α (our variant, README 'Escaping the local optimum');
+    'deterministic': the original PR2-AC (deterministic actor, OU exploration, constant α)"""
     alpha: float = 0.5
-    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12)"""
+    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed"""
+    alpha_start: float | None = None
+    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default: 20 with the soft
+    policy; none, i.e. constant --alpha, with the deterministic one)"""
+    anneal_steps: int = 3_000
+    """gradient steps over which α goes from --alpha-start to --alpha"""
+    soft_marginal: Literal["rho", "uniform"] = "rho"
+    """soft policy: the opponent samples behind Q^i(s, a^i): 'rho' draws them from ρ(·|s, a^i) conditioned on the
+    candidate own action (level-1 reasoning); 'uniform' draws them uniformly (the ablation without ρ)"""
+    policy_particles: int = 16
+    """soft policy: particles of π per state in its SVGD update (split like the opponent model's)"""
+    marginal_particles: int = 8
+    """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
     value_particles: int = 16
     """M: opponent samples for the soft value and for the actor objective"""
     kernel_particles: int = 32
@@ -131,8 +147,14 @@ def resolve_args(args: Args) -> Args:
         raise ValueError("--learning-starts and --eval-episodes must be >= 0")
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
-    if args.alpha <= 0:
-        raise ValueError(f"--alpha must be positive, got {args.alpha}")
+    if args.alpha_start is None:
+        args.alpha_start = 20.0 if args.policy == "soft" else args.alpha
+    if args.alpha <= 0 or args.alpha_start <= 0:
+        raise ValueError(f"--alpha and --alpha-start must be positive, got {args.alpha} and {args.alpha_start}")
+    if args.anneal_steps <= 0 or args.marginal_particles <= 0:
+        raise ValueError("--anneal-steps and --marginal-particles must be positive")
+    if args.policy_particles - int(args.policy_particles * args.kernel_update_ratio) < 2:
+        raise ValueError("--policy-particles and --kernel-update-ratio must leave >= 2 fixed particles")
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     if not 2 <= n_fixed < args.kernel_particles:
         raise ValueError("--kernel-particles and --kernel-update-ratio must leave >= 2 fixed and >= 1 moved particles")
@@ -183,23 +205,25 @@ class MLP(nn.Module):
 class PR2Agent(nn.Module):
     """Agent i's networks. o = obs dim, a = own action dim, d = opponents' joint action dim.
 
-    | network             | maps                              | shape                    |
-    |---------------------|-----------------------------------|--------------------------|
-    | actor μ_θ           | s -> a^i                          | [.., o] -> [.., a]       |
-    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i) | -> [.., 1]               |
-    | individual_critic   | s, a^i -> Q^i(s, a^i)             | -> [.., 1]               |
-    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i       | [.., o+a+d] -> [.., d]   |
+    | network             | maps                                         | shape                  |
+    |---------------------|----------------------------------------------|------------------------|
+    | actor               | deterministic μ_θ: s -> a^i                  | [.., o] -> [.., a]     |
+    |                     | soft π_θ: s, ξ ~ N(0, I) -> a^i ~ π(·|s)      | [.., o+a] -> [.., a]   |
+    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i)            | -> [.., 1]             |
+    | individual_critic   | s, a^i -> Q^i(s, a^i)                        | -> [.., 1]             |
+    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i ~ ρ(·|s, a^i)    | [.., o+a+d] -> [.., d] |
     Target copies: target_actor, target_joint_critic (the individual critic has none, as in the original code).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, opp_dim: int, hidden: int):
+    def __init__(self, obs_dim: int, act_dim: int, opp_dim: int, hidden: int, stochastic: bool = False):
         super().__init__()
-        self.act_dim, self.opp_dim = act_dim, opp_dim
-        self.actor = MLP([obs_dim], act_dim, hidden, squash=True)
+        self.act_dim, self.opp_dim, self.stochastic = act_dim, opp_dim, stochastic
+        actor_inputs = [obs_dim, act_dim] if stochastic else [obs_dim]
+        self.actor = MLP(actor_inputs, act_dim, hidden, squash=True)
         self.joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
         self.individual_critic = MLP([obs_dim, act_dim], 1, hidden)
         self.opponent_model = MLP([obs_dim, act_dim, opp_dim], opp_dim, hidden, squash=True)
-        self.target_actor = MLP([obs_dim], act_dim, hidden, squash=True)
+        self.target_actor = MLP(actor_inputs, act_dim, hidden, squash=True)
         self.target_joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
         self.target_actor.load_state_dict(self.actor.state_dict())
         self.target_joint_critic.load_state_dict(self.joint_critic.state_dict())
@@ -210,6 +234,20 @@ class PR2Agent(nn.Module):
         """n samples a^-i ~ ρ_φ(·|s, a^i) per row: obs [B, o], own_action [B, a] -> [B, n, d]."""
         noise = torch.randn(obs.shape[0], n, self.opp_dim, device=obs.device)
         return self.opponent_model(obs[:, None], own_action[:, None], noise)
+
+    def sample_actions(self, obs, n: int, target: bool = False):
+        """n samples a^i ~ π_θ(·|s) (soft policy) per row: obs [B, o] -> [B, n, a]."""
+        noise = torch.randn(obs.shape[0], n, self.act_dim, device=obs.device)
+        return (self.target_actor if target else self.actor)(obs[:, None], noise)
+
+    def act(self, obs, explore: bool):
+        """The action at obs [.., o]: μ(s) (deterministic), a sample of π (soft), or π's median π(s, ξ=0) (soft, no
+        exploration)."""
+        if not self.stochastic:
+            return self.actor(obs)
+        noise_shape = (*obs.shape[:-1], self.act_dim)
+        noise = torch.randn(noise_shape, device=obs.device) if explore else torch.zeros(noise_shape, device=obs.device)
+        return self.actor(obs, noise)
 
 
 # ALGO LOGIC: the SVGD sampler (Liu & Wang 2016), amortised as in soft Q-learning (Haarnoja et al. 2017).
@@ -237,6 +275,19 @@ def svgd_direction(fixed, score, updated):
     """
     kappa, grad_x_kappa, _ = rbf_kernel(fixed, updated)
     return (kappa[..., None] * score[:, :, None, :] + grad_x_kappa).mean(1)
+
+
+def amortised_svgd_loss(log_density, fixed, updated):
+    """Surrogate loss that moves a sampler's outputs along the Stein direction of `log_density`.
+
+    fixed [B, Kx, d]: samples with no graph to the sampler (they define the direction); updated [B, Ky, d]: samples
+    with the graph. The gradient of -Σ⟨φ(y), y⟩ is -φ·∂y/∂params, so one optimiser step moves every updated
+    particle along φ. log_density maps fixed to [B, Kx] (up to a constant).
+    """
+    fixed = fixed.detach().requires_grad_(True)
+    score = torch.autograd.grad(log_density(fixed).sum(), fixed)[0]
+    phi = svgd_direction(fixed.detach(), score, updated.detach())
+    return -(phi * updated).sum()
 
 
 # ALGO LOGIC: replay buffer. One index set per minibatch serves every agent, so opponent actions line up (spec §5.17).
@@ -283,11 +334,11 @@ def soft_value(q_values, alpha: float, log_volume: float):
     return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(m) + log_volume)
 
 
-def critic_losses(agent: PR2Agent, i: int, batch: dict, args: Args):
+def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args):
     """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target y.
 
-    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at a'^i = μ_θ̄(s'), over uniform opponent samples.
-    Returns (joint critic loss, individual critic loss, mean Q).
+    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(s'), or a sample of
+    the soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q).
     """
     obs, next_obs = batch["obs"][i], batch["next_obs"][i]
     own = batch["actions"][i]
@@ -296,40 +347,42 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, args: Args):
     with torch.no_grad():
         next_value = torch.zeros_like(dones)
         if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
-            next_action = agent.target_actor(next_obs)
+            next_action = (
+                agent.sample_actions(next_obs, 1, target=True)[:, 0]
+                if agent.stochastic
+                else agent.target_actor(next_obs)
+            )
             uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=obs.device) - 1  # shared by the batch
             next_q = agent.target_joint_critic(next_obs[:, None], next_action[:, None], uniform[None]).squeeze(-1)
-            next_value = soft_value(next_q, args.alpha, agent.opp_dim * np.log(2.0))
+            next_value = soft_value(next_q, alpha, agent.opp_dim * np.log(2.0))
         y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
     q = agent.joint_critic(obs, own, opponents).squeeze(-1)
     q_individual = agent.individual_critic(obs, own).squeeze(-1)
     return 0.5 * (y - q).pow(2).mean(), 0.5 * (y - q_individual).pow(2).mean(), q.mean()
 
 
-def opponent_model_loss(agent: PR2Agent, obs, own_action, args: Args):
+def opponent_model_loss(agent: PR2Agent, obs, own_action, alpha: float, args: Args):
     """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ ∝ exp((Q(s, a^i, a^-i) - Q(s, a^i))/α).
 
-    K particles of ρ at the buffer's (s, a^i) are split into fixed x (they define the direction) and moved y.
-    The target density includes the tanh squash correction Σ log(1 - x²). The surrogate loss -Σ⟨φ(y), y⟩ has
-    gradient -φ·∂y/∂φ: one Adam step moves ρ's outputs along the Stein direction.
-    Returns (surrogate loss, the fixed particles [B, Kx, d] detached, reused as the actor's opponent samples).
+    K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones. The target
+    density includes the tanh squash correction Σ log(1 - x²). Returns (surrogate loss, the fixed particles
+    [B, Kx, d] detached, reused as the deterministic actor's opponent samples).
     """
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_opponents(obs, own_action, n_fixed)
-    fixed.requires_grad_(True)
     updated = agent.sample_opponents(obs, own_action, args.kernel_particles - n_fixed)
     with torch.no_grad():
         q_individual = agent.individual_critic(obs, own_action)  # Eq. 11's normaliser: no effect on ∇_x
-    q_joint = agent.joint_critic(obs[:, None], own_action[:, None], fixed)
-    log_p = ((q_joint - q_individual[:, None]) / args.alpha).squeeze(-1)  # Eq. 12, log-density up to a constant
-    log_p = log_p + torch.log(1 - fixed.pow(2) + 1e-6).sum(-1)  # tanh squash correction
-    score = torch.autograd.grad(log_p.sum(), fixed)[0]
-    phi = svgd_direction(fixed.detach(), score, updated.detach())
-    return -(phi * updated).sum(), fixed.detach()
+
+    def log_density(x):  # Eq. 12, up to a constant, with the tanh squash correction
+        q_joint = agent.joint_critic(obs[:, None], own_action[:, None], x)
+        return ((q_joint - q_individual[:, None]) / alpha).squeeze(-1) + torch.log(1 - x.pow(2) + 1e-6).sum(-1)
+
+    return amortised_svgd_loss(log_density, fixed, updated), fixed
 
 
-def actor_loss(agent: PR2Agent, obs, opponent_samples, args: Args):
+def actor_loss(agent: PR2Agent, obs, opponent_samples, alpha: float, args: Args):
     """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i).
 
     softmax (original code): J = α·log mean_k exp(Q(s, μ(s), b_k)/α); mean: J = mean_k Q(s, μ(s), b_k) (Eqs. 6/7).
@@ -340,11 +393,57 @@ def actor_loss(agent: PR2Agent, obs, opponent_samples, args: Args):
     action_leaf = action.detach().requires_grad_(True)
     q = agent.joint_critic(obs[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
     if args.actor_objective == "softmax":
-        objective = args.alpha * (torch.logsumexp(q / args.alpha, -1) - np.log(q.shape[-1]))
+        objective = alpha * (torch.logsumexp(q / alpha, -1) - np.log(q.shape[-1]))
     else:
         objective = q.mean(-1)
     grad_action = torch.autograd.grad(objective.mean(), action_leaf)[0]  # Eq. 6: ∇_θ J = ∇_a J · ∇_θ μ(s)
     return -(grad_action * action).sum(), -objective.mean().detach()
+
+
+def soft_marginal(agent: PR2Agent, obs, own, alpha: float, args: Args):
+    """The agent's soft value of its own actions, Q^i(s, a^i) = α·log E_b[exp(Q(s, a^i, b)/α)] (Eq. 11's form).
+
+    obs [B, o], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
+    a^i, so the value of an own action is what ρ predicts the others do in response to it, and the gradient in a^i
+    flows through ρ's response too; this is the original code's soft-max actor objective (item 3 in the README),
+    evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d importance-weighted as in the critic target.
+    """
+    n_samples = args.marginal_particles
+    if args.soft_marginal == "rho":
+        noise = torch.randn(*own.shape[:2], n_samples, agent.opp_dim, device=obs.device)
+        opponents = agent.opponent_model(obs[:, None, None], own[:, :, None], noise)
+        q = agent.joint_critic(obs[:, None, None], own[:, :, None], opponents).squeeze(-1)
+        return alpha * (torch.logsumexp(q / alpha, -1) - np.log(n_samples))
+    uniform = 2 * torch.rand(n_samples, agent.opp_dim, device=obs.device) - 1
+    q = agent.joint_critic(obs[:, None, None], own[:, :, None], uniform).squeeze(-1)
+    return soft_value(q, alpha, agent.opp_dim * np.log(2.0))
+
+
+def soft_policy_loss(agent: PR2Agent, obs, alpha: float, args: Args):
+    """Energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) (the maximum-entropy optimum of Eqs. 10/11) by amortised
+    SVGD, the machinery that trains ρ, with the soft marginal above as the energy.
+
+    Returns (surrogate loss, -mean Q^i(s, a^i) of the policy's samples, the fixed samples [B, Kx, a] detached).
+    """
+    n_fixed = args.policy_particles - int(args.policy_particles * args.kernel_update_ratio)
+    with torch.no_grad():
+        fixed = agent.sample_actions(obs, n_fixed)
+    updated = agent.sample_actions(obs, args.policy_particles - n_fixed)
+    values = []
+
+    def log_density(a):  # π ∝ exp(Q^i(s, a)/α), with the tanh squash correction
+        value = soft_marginal(agent, obs, a, alpha, args)
+        values.append(value.detach())
+        return value / alpha + torch.log(1 - a.pow(2) + 1e-6).sum(-1)
+
+    loss = amortised_svgd_loss(log_density, fixed, updated)
+    return loss, -values[0].mean(), fixed
+
+
+def temperature(args: Args, n_updates: int) -> float:
+    """α, annealed geometrically from --alpha-start to --alpha over --anneal-steps gradient steps."""
+    progress = min(n_updates / args.anneal_steps, 1.0)
+    return args.alpha_start * (args.alpha / args.alpha_start) ** progress
 
 
 @torch.no_grad()
@@ -354,15 +453,19 @@ def polyak_update(agent: PR2Agent, tau: float):
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def update(agents, optimizer, batch: dict, args: Args) -> dict:
+def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
     """One simultaneous gradient step of every agent's four networks; returns the losses by name."""
     losses = {}
     total = 0.0
     for i, agent in enumerate(agents):
         obs, own = batch["obs"][i], batch["actions"][i]
-        critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, args)
-        rho_loss, opponent_samples = opponent_model_loss(agent, obs, own, args)
-        pi_loss, pi_objective = actor_loss(agent, obs, opponent_samples[:, : args.value_particles], args)
+        critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
+        if agent.stochastic:  # ρ is trained where the policy acts: at its own samples, not at old buffer actions
+            pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, alpha, args)
+            rho_loss, _ = opponent_model_loss(agent, obs, own_samples[:, 0], alpha, args)
+        else:
+            rho_loss, opponent_samples = opponent_model_loss(agent, obs, own, alpha, args)
+            pi_loss, pi_objective = actor_loss(agent, obs, opponent_samples[:, : args.value_particles], alpha, args)
         total = total + critic_loss + individual_loss + rho_loss + pi_loss
         losses[i] = dict(
             critic_loss=critic_loss,
@@ -403,7 +506,7 @@ def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int):
 
 @torch.no_grad()
 def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float]:
-    """Mean-over-agents returns of `episodes` episodes of the noise-free policies μ_θ(s)."""
+    """Mean-over-agents returns of `episodes` episodes of the noise-free policies (μ(s), or π's median π(s, ξ=0))."""
     env = make_env(args.env, args.scenario, "continuous", args.max_cycles)
     names, returns = env.possible_agents, []
     for episode in range(episodes):
@@ -412,7 +515,7 @@ def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float
         while env.agents:
             actions = {}
             for i, name in enumerate(names):
-                unit = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
+                unit = agents[i].act(torch.as_tensor(obs[name], device=device), explore=False).cpu().numpy()
                 actions[name] = to_env_action(unit, env.action_space(name))
             obs, rewards, _, _, _ = env.step(actions)
             total += [rewards[name] for name in names]
@@ -449,7 +552,8 @@ def main(args: Args):
 
     # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
     agents = nn.ModuleList(
-        PR2Agent(o, a, d, args.hidden_size) for o, a, d in zip(obs_dims, act_dims, opp_dims, strict=True)
+        PR2Agent(o, a, d, args.hidden_size, stochastic=args.policy == "soft")
+        for o, a, d in zip(obs_dims, act_dims, opp_dims, strict=True)
     ).to(device)
     params = [p for p in agents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
@@ -463,13 +567,15 @@ def main(args: Args):
     episode_return, episode_length = np.zeros(len(names)), 0
     finished_returns, finished_lengths, losses, n_updates, last_return = [], [], None, 0, float("nan")
     for global_step in range(args.total_timesteps):
-        # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise, clipped to [-1, 1]
+        # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise, clipped to [-1, 1]; the soft policy samples π instead
         noise_scale = schedule_value(noise_schedule, global_step)
         with torch.no_grad():
             unit_actions = []
             for i, name in enumerate(names):
-                mu = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
-                unit_actions.append(np.clip(mu + noise_scale * noises[i].sample(), -1.0, 1.0))
+                action = agents[i].act(torch.as_tensor(obs[name], device=device), explore=True).cpu().numpy()
+                if not agents[i].stochastic:
+                    action = np.clip(action + noise_scale * noises[i].sample(), -1.0, 1.0)
+                unit_actions.append(action)
         env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
         next_obs, rewards, terminations, truncations, _ = env.step(env_actions)
 
@@ -496,7 +602,8 @@ def main(args: Args):
 
         # ALGO LOGIC: training
         if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
-            losses = update(agents, optimizer, buffer.sample(args.batch_size), args)
+            alpha = temperature(args, n_updates)
+            losses = update(agents, optimizer, buffer.sample(args.batch_size), alpha, args)
             n_updates += 1
             if n_updates % args.target_update_interval == 0:
                 for agent in agents:
@@ -520,7 +627,7 @@ def main(args: Args):
             if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
                 with torch.no_grad():
                     for i, name in enumerate(names):
-                        action = agents[i].actor(torch.as_tensor(obs[name], device=device)).item()
+                        action = agents[i].act(torch.as_tensor(obs[name], device=device), explore=False).item()
                         writer.add_scalar(f"charts/action/{name}", action, step)
             if losses is not None:
                 for i, agent_losses in losses.items():
@@ -528,7 +635,9 @@ def main(args: Args):
                         writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
             sps = int(step / (time.time() - start_time))
             writer.add_scalar("charts/SPS", sps, step)
-            writer.add_scalar("charts/noise_scale", noise_scale, step)
+            writer.add_scalar("charts/alpha", temperature(args, n_updates), step)
+            if args.policy == "deterministic":
+                writer.add_scalar("charts/noise_scale", noise_scale, step)
             if step % (args.log_every * 10) == 0 or step == args.total_timesteps:
                 print(f"global_step={step}, episodic_return={last_return:.3f}, SPS={sps}", flush=True)
 

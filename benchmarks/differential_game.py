@@ -7,7 +7,7 @@ seed's learning path (the noise-free joint action over training):
 
     python benchmarks/differential_game.py                      # faithful PR2-AC, 10 seeds, paper formula
     python benchmarks/differential_game.py --formula code       # the original code's /3 formula
-    python benchmarks/differential_game.py --configs faithful=pr2_continuous.py: mean=pr2_continuous.py:--actor-objective,mean
+    python benchmarks/differential_game.py --configs soft=pr2_continuous.py: no_rho=pr2_continuous.py:--soft-marginal,uniform
 
 A configuration is `label=script:flag,flag,...` (flags comma-separated, as the script takes them).
 """
@@ -36,7 +36,7 @@ SUCCESS_RADIUS = 1.0  # env units from (5, 5)
 
 @dataclass
 class Args:
-    configs: list[str] = field(default_factory=lambda: ["faithful=pr2_continuous.py:"])
+    configs: list[str] = field(default_factory=lambda: ["faithful=pr2_continuous.py:--policy,deterministic"])
     """configurations as 'label=script:flag,flag,...'"""
     seeds: list[int] = field(default_factory=lambda: list(range(10)))
     """seeds to run for every configuration"""
@@ -67,15 +67,16 @@ def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
         return []
     import pr2_continuous
 
-    hidden = checkpoint["args"]["hidden_size"]
-    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden) for _ in range(2))
+    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"].get("policy") == "soft"
+    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden, stochastic) for _ in range(2))
     agents.load_state_dict(checkpoint["agents"])
     grid = torch.linspace(-1, 1, 201)
     own, other = torch.meshgrid(grid, grid, indexing="ij")
     maxima = []
     with torch.no_grad():
         for i, agent in enumerate(agents):
-            q = agent.joint_critic(torch.zeros(own.numel(), 1), own.reshape(-1, 1), other.reshape(-1, 1)).reshape(own.shape)
+            obs = torch.zeros(own.numel(), 1)
+            q = agent.joint_critic(obs, own.reshape(-1, 1), other.reshape(-1, 1)).reshape(own.shape)
             k = int(q.argmax())
             a_own, a_other = float(own.flatten()[k]) * ACTION_SCALE, float(other.flatten()[k]) * ACTION_SCALE
             joint = (a_own, a_other) if i == 0 else (a_other, a_own)
@@ -145,7 +146,8 @@ def write_table(results: dict, args: Args, path: Path, picture: Path):
             "",
             "`" + rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ") + "`",
             "",
-            "| seed | final joint action | reward | global optimum | critic max agent 0 | critic max agent 1 | wall time | SPS |",
+            "| seed | final joint action | reward | global optimum | critic max agent 0 | critic max agent 1 "
+            "| wall time | SPS |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
