@@ -7,7 +7,8 @@ seed's learning path (the noise-free joint action over training):
 
     python benchmarks/differential_game.py                      # faithful PR2-AC, 10 seeds, paper formula
     python benchmarks/differential_game.py --formula code       # the original code's /3 formula
-    python benchmarks/differential_game.py --configs soft=pr2_continuous.py: no_rho=pr2_continuous.py:--soft-marginal,uniform
+    python benchmarks/differential_game.py --configs soft=pr2_continuous.py: \\
+        no_rho=pr2_continuous.py:--soft-marginal,uniform
 
 A configuration is `label=script:flag,flag,...` (flags comma-separated, as the script takes them).
 """
