@@ -496,12 +496,41 @@ def to_env_action(unit_action, space):
     return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
 
 
-def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int):
+def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int, names, obs_dims, act_dims):
     """Write atomically: a temporary file in the same folder, then a rename, so a crash never leaves half a file."""
-    state = dict(args=asdict(args), agents=agents.state_dict(), optimizer=optimizer.state_dict(), step=global_step)
+    state = dict(
+        args=asdict(args),
+        agent_names=list(names),
+        obs_dims=obs_dims,
+        act_dims=act_dims,
+        agents=agents.state_dict(),
+        optimizer=optimizer.state_dict(),
+        step=global_step,
+    )
     tmp = f"{path}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def load_policies(path: str, device: str = "cpu") -> dict:
+    """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free policies, e.g. for cross-play."""
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    obs_dims, act_dims = checkpoint["obs_dims"], checkpoint["act_dims"]
+    agents = nn.ModuleList(
+        PR2Agent(o, a, sum(act_dims) - a, checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft")
+        for o, a in zip(obs_dims, act_dims)
+    ).to(device)
+    agents.load_state_dict(checkpoint["agents"])
+
+    def policy(agent):
+        @torch.no_grad()
+        def act(observation):
+            observation = torch.as_tensor(observation, dtype=torch.float32, device=device)
+            return agent.act(observation, explore=False).cpu().numpy()
+
+        return act
+
+    return {name: policy(agent) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
 @torch.no_grad()
@@ -643,7 +672,7 @@ def main(args: Args):
 
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        save_checkpoint(model_path, agents, optimizer, args, args.total_timesteps)
+        save_checkpoint(model_path, agents, optimizer, args, args.total_timesteps, names, obs_dims, act_dims)
         print(f"model saved to {model_path}")
         for idx, episodic_return in enumerate(evaluate(agents, args, device, args.eval_episodes, args.seed + 10_000)):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
