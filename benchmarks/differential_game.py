@@ -90,17 +90,20 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
     result_path = folder / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("runs/*"):  # a run that was interrupted: start it again from scratch
-        subprocess.run(["rm", "-rf", str(old)], check=True)
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
     command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
-    start = time.time()
-    process = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-    wall_time = time.time() - start
-    (folder / "stdout.txt").write_text(process.stdout + process.stderr)
-    if process.returncode != 0:
-        raise RuntimeError(f"{label} seed {seed} failed: {process.stderr[-2000:]}")
+    timing = folder / "wall_time.txt"  # written when training finished: only the summary below is left to do
+    if not timing.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("runs/*"):  # a run that was interrupted: start it again from scratch
+            subprocess.run(["rm", "-rf", str(old)], check=True)
+        start = time.time()
+        process = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        (folder / "stdout.txt").write_text(process.stdout + process.stderr)
+        if process.returncode != 0:
+            raise RuntimeError(f"{label} seed {seed} failed: {process.stderr[-2000:]}")
+        timing.write_text(str(time.time() - start))
+    wall_time = float(timing.read_text())
     run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
     scalars = read_scalars(str(run_dir))
     path = [
@@ -194,7 +197,11 @@ def main(args: Args):
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
         futures = {pool.submit(run_one, *job, args): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as error:  # report, keep the other runs going; rerunning resumes
+                print(f"{futures[future][0]} seed {futures[future][3]} failed: {error}", flush=True)
+                continue
             results[result["label"]].append(result)
             print(f"{result['label']} seed {result['seed']}: {result['final_action']} success={result['success']}")
     out = Path(args.out_dir)
