@@ -60,7 +60,8 @@ class Args:
 
     # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
     total_timesteps: int | None = None
-    """environment steps (default: 16,000 differential; 200,000 otherwise)"""
+    """environment steps (default differential: 6,000 soft policy, 16,000 deterministic (the original code's);
+    otherwise 200,000)"""
     learning_starts: int | None = None
     """environment steps before the first gradient step (default: 1,000 differential; 10,000 otherwise)"""
     train_frequency: int | None = None
@@ -125,7 +126,7 @@ class Args:
 
 ENV_DEFAULTS = {
     "differential": dict(
-        total_timesteps=16_000,
+        total_timesteps=dict(soft=6_000, deterministic=16_000),
         learning_starts=1_000,
         train_frequency=1,
         batch_size=64,
@@ -147,7 +148,7 @@ def resolve_args(args: Args) -> Args:
     """Fill per-env defaults and check flags; a problem raises ValueError with a one-line fix."""
     for key, value in ENV_DEFAULTS["differential" if args.env == "differential" else "other"].items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, value[args.policy] if isinstance(value, dict) else value)
     positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
     for name in positive + ["log_every", "target_update_interval", "torch_threads"]:
         if getattr(args, name) <= 0:
