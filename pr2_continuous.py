@@ -91,8 +91,8 @@ class Args:
     alpha: float = 0.5
     """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed"""
     alpha_start: float | None = None
-    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default: 20 with the soft
-    policy; none, i.e. constant --alpha, with the deterministic one)"""
+    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default: 40 × --alpha
+    with the soft policy; --alpha, i.e. no annealing, with the deterministic one)"""
     anneal_steps: int = 3_000
     """gradient steps over which α goes from --alpha-start to --alpha"""
     soft_marginal: Literal["rho", "uniform"] = "rho"
@@ -160,7 +160,7 @@ def resolve_args(args: Args) -> Args:
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
     if args.alpha_start is None:
-        args.alpha_start = 20.0 if args.policy == "soft" else args.alpha
+        args.alpha_start = 40.0 * args.alpha if args.policy == "soft" else args.alpha
     if args.alpha <= 0 or args.alpha_start <= 0:
         raise ValueError(f"--alpha and --alpha-start must be positive, got {args.alpha} and {args.alpha_start}")
     if args.anneal_steps <= 0 or args.marginal_particles <= 0:
