@@ -9,6 +9,7 @@ from utils.envs import EnvError, check_spaces, differential_reward, make_env, pa
 OWN_ENVS = [
     ("differential", "paper", "continuous"),
     ("differential", "code", "continuous"),
+    ("differential", "paper_n3", "continuous"),
     ("matrix", "pr2", "discrete"),
     ("matrix", "rock_paper_scissors", "discrete"),
     ("matrix", "0,3,1;1,2,0/3,2,1;0,1,2", "discrete"),
@@ -40,6 +41,13 @@ def test_differential_reward_optima_and_formulas():
     assert (grid[best[0]], grid[best[1]]) == (pytest.approx(5.0), pytest.approx(5.0))
 
 
+def test_differential_game_with_three_agents():
+    assert differential_reward(5, 5, others=[5]) == pytest.approx(10.0)
+    assert differential_reward(5, 5, others=[-5]) == pytest.approx(max(-90.0, 0.8 * -2 * (10 / 3) ** 2))
+    env = make_env("differential", "paper_n3")
+    assert env.possible_agents == ["agent_0", "agent_1", "agent_2"]
+
+
 def test_differential_env_scales_unit_actions_by_ten():
     env = make_env("differential")
     env.reset(seed=0)
@@ -63,6 +71,7 @@ def test_matrix_env_pays_rows_to_agent_0_and_columns_to_agent_1():
         (dict(env="no_such_module_xyz:make"), "cannot import module 'no_such_module_xyz'"),
         (dict(env="utils.envs:no_such_factory"), "has no callable 'no_such_factory'"),
         (dict(env="differential", scenario="papr"), "use 'paper' (default) or 'code'"),
+        (dict(env="differential", scenario="paper_n1"), "with a number of agents, e.g. 'paper_n3'"),
         (dict(env="particle", kind="continuous", scenario="simple_spread", script="x.py"), None),
         (dict(env="matrix", kind="continuous"), "has discrete actions"),
         (dict(env="differential", kind="discrete"), "has continuous actions"),

@@ -37,36 +37,37 @@ DIFFERENTIAL_FORMULAS = ("paper", "code")
 ACTION_SCALE = 10.0  # agents act in [-1, 1]; the game is defined on [-10, 10]
 
 
-def differential_reward(a1, a2, formula: str = "paper"):
-    """Shared reward max(f1, f2) at env-unit actions a1, a2 in [-10, 10] (numpy broadcasting).
+def differential_reward(a1, a2, formula: str = "paper", others=()):
+    """Shared reward max(f1, f2) at env-unit actions a1, a2 (and `others`, for more agents) in [-10, 10].
 
     paper: f1 = 0.8 * (-((a1 + 5) / 3)^2 - ((a2 + 5) / 3)^2)   local max 0 at (-5, -5)
     code:  f1 = 0.8 * (-(a1 + 5)^2 / 3  - (a2 + 5)^2 / 3)      (the original code's variant)
     both:  f2 = -(a1 - 5)^2 - (a2 - 5)^2 + 10                 global max 10 at (5, 5)
+    With more agents every agent's action adds its term to both sums. Numpy broadcasting applies.
     """
     if formula not in DIFFERENTIAL_FORMULAS:
         raise EnvError(f"unknown differential-game formula {formula!r}: use 'paper' or 'code'")
-    a1, a2 = np.asarray(a1, dtype=np.float64), np.asarray(a2, dtype=np.float64)
+    actions = [np.asarray(a, dtype=np.float64) for a in (a1, a2, *others)]
     if formula == "paper":
-        f1 = 0.8 * (-(((a1 + 5) / 3) ** 2) - ((a2 + 5) / 3) ** 2)
+        f1 = 0.8 * sum(-(((a + 5) / 3) ** 2) for a in actions)
     else:
-        f1 = 0.8 * (-((a1 + 5) ** 2) / 3 - (a2 + 5) ** 2 / 3)
-    f2 = -((a1 - 5) ** 2) - (a2 - 5) ** 2 + 10.0
+        f1 = 0.8 * sum(-((a + 5) ** 2) / 3 for a in actions)
+    f2 = sum(-((a - 5) ** 2) for a in actions) + 10.0
     return np.maximum(f1, f2)
 
 
 class DifferentialGame(ParallelEnv):
-    """Two agents, 1-D actions in [-1, 1] (scaled x10 inside), one-shot episodes, shared reward.
+    """Two (or more) agents, 1-D actions in [-1, 1] (scaled x10 inside), one-shot episodes, shared reward.
 
     The observation is a constant 0, as in the original code: the game has a single state.
     """
 
     metadata = {"name": "differential_game_v0", "render_modes": [], "is_parallelizable": True}
 
-    def __init__(self, formula: str = "paper"):
+    def __init__(self, formula: str = "paper", n_agents: int = 2):
         differential_reward(0.0, 0.0, formula)  # validates the formula name
         self.formula = formula
-        self.possible_agents = ["agent_0", "agent_1"]
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
         self.agents = []
         self._action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self._observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -88,8 +89,9 @@ class DifferentialGame(ParallelEnv):
         return self._observations(), {agent: {} for agent in self.agents}
 
     def step(self, actions):
-        a1, a2 = (float(np.clip(np.asarray(actions[agent]).reshape(-1)[0], -1, 1)) for agent in self.agents)
-        reward = float(differential_reward(a1 * ACTION_SCALE, a2 * ACTION_SCALE, self.formula))
+        a1, a2, *others = (float(np.clip(np.asarray(actions[a]).reshape(-1)[0], -1, 1)) for a in self.agents)
+        a1, a2, others = a1 * ACTION_SCALE, a2 * ACTION_SCALE, [a * ACTION_SCALE for a in others]
+        reward = float(differential_reward(a1, a2, self.formula, others))
         agents, self.agents = self.agents, []
         observations = self._observations()
         return (
@@ -283,10 +285,13 @@ def make_env(
     if env == "differential":
         if kind != "continuous":
             raise EnvError(f"--env differential has continuous actions; {script} needs discrete ones")
-        formula = scenario or "paper"
-        if formula not in DIFFERENTIAL_FORMULAS:
-            raise EnvError(f"unknown differential --scenario {formula!r}: use 'paper' (default) or 'code'")
-        game = DifferentialGame(formula)
+        formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_n3': three agents
+        if formula not in DIFFERENTIAL_FORMULAS or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2:
+            raise EnvError(
+                f"unknown differential --scenario {scenario!r}: use 'paper' (default) or 'code', "
+                "optionally with a number of agents, e.g. 'paper_n3'"
+            )
+        game = DifferentialGame(formula, int(n_agents or 2))
     elif env == "matrix":
         if kind != "discrete":
             raise EnvError(f"--env matrix has discrete actions; {script} needs continuous ones")
