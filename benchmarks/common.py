@@ -21,13 +21,13 @@ SUCCESS_RADIUS = 1.0  # env units from the differential game's global optimum (5
 
 
 # ---------------------------------------------------------------- runs
-def load_result(folder: Path, command: list[str] | None = None) -> dict | None:
-    """The finished run's result.json, if there is one (and, given a command, if it came from that command)."""
+def load_result(folder: Path, command: str | None = None) -> dict | None:
+    """The finished run's result.json, if there is one (and, given a command, if its 'command' is that one)."""
     path = folder / "result.json"
     if not path.exists():
         return None
     result = json.loads(path.read_text())
-    return result if command is None or result.get("argv") == command else None
+    return result if command is None or result.get("command") == command else None
 
 
 def prepare(folder: Path):

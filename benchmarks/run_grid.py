@@ -165,16 +165,16 @@ def check(args: Args):
                 raise SystemExit(f"run_grid.py: error: unknown {kind} {name!r}; known: {', '.join(known)}")
     if args.workers <= 0 or args.cross_play_episodes <= 0:
         raise SystemExit("run_grid.py: error: --workers and --cross-play-episodes must be positive")
+    if args.ray_address and importlib.util.find_spec("ray") is None:
+        raise SystemExit("run_grid.py: error: --ray-address needs Ray: pip install 'ray[default]'")
 
 
 # ---------------------------------------------------------------- running
 def dispatch(jobs: list[Job], args: Args):
     """Yield (job, outcome) as runs end: local processes, --workers at a time, or Ray tasks on a cluster."""
     if args.ray_address:
-        try:
-            import ray
-        except ImportError:
-            raise SystemExit("run_grid.py: error: --ray-address needs Ray: pip install 'ray[default]'") from None
+        import ray  # optional: only this path needs it
+
         ray.init(address=args.ray_address, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
         remote_execute = ray.remote(num_cpus=1)(execute)
         pending = {remote_execute.remote(list(job.command), str(job.folder)): job for job in jobs}
@@ -359,11 +359,6 @@ def draw_curves(rows: dict, task: str, path: Path):
     plt.close(fig)
 
 
-def paired_difference(table: dict, better: tuple, reference: tuple, side: str) -> list[float]:
-    """Per-seed difference of one side's reward between two pairings (seeds line up by index)."""
-    return [a[side] - b[side] for a, b in zip(table[better], table[reference])]
-
-
 def write_report(results: dict, crossed: dict, failed: list, args: Args, argv: list[str], timing: dict, out: Path):
     budget, name = BUDGETS[args.budget], args.name
     tasks = [task for task in TASKS if any(key[0] == task for key in results)]
@@ -437,7 +432,38 @@ def cross_play_section(crossed: dict, args: Args) -> list[str]:
             f"| {task} | {good} | {adversary} | {fmt([r['good'] for r in rows])} "
             f"| {fmt([r['adversary'] for r in rows])} |"
         )
+    lines += [
+        "",
+        "Who wins: a PR2 side against the baseline's opponents, compared with the baseline's own side against the "
+        "same opponents (difference paired by seed, mean ± 95% CI).",
+        "",
+        "| task | side | PR2 side vs baseline | baseline side vs baseline | difference | better |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, pr2, baseline, side, gain in verdicts(crossed):
+        mine = fmt([r[side] for r in crossed[playing(task, pr2, baseline, side)]])
+        reference = fmt([r[side] for r in crossed[(task, baseline, baseline)]])
+        better = pr2 if np.mean(gain) > 0 else baseline if np.mean(gain) < 0 else "tie"
+        lines.append(f"| {task} | {side} | {pr2}: {mine} | {baseline}: {reference} | {fmt(gain)} | {better} |")
     return lines
+
+
+def playing(task: str, pr2: str, baseline: str, side: str) -> tuple:
+    """The cross-play key where `pr2` plays `side` ('good' or 'adversary') against `baseline`."""
+    return (task, pr2, baseline) if side == "good" else (task, baseline, pr2)
+
+
+def verdicts(crossed: dict) -> list[tuple]:
+    """(task, pr2, baseline, side, per-seed gain of the PR2 side over the baseline's side vs the same opponents)."""
+    found = []
+    for task in ADVERSARIAL:
+        for pr2, baseline in PAIRS:
+            for side in ("good", "adversary"):
+                mine, reference = playing(task, pr2, baseline, side), (task, baseline, baseline)
+                if mine in crossed and reference in crossed:
+                    gain = [a[side] - b[side] for a, b in zip(crossed[mine], crossed[reference])]
+                    found.append((task, pr2, baseline, side, gain))
+    return found
 
 
 def speed_section(results: dict) -> list[str]:
@@ -490,17 +516,11 @@ def targets_section(results: dict, crossed: dict) -> list[str]:
             f"simple_spread: pr2_ac's final return ≥ maddpg's ({np.mean(pr2):.2f} vs {np.mean(maddpg):.2f})",
             np.mean(pr2) >= np.mean(maddpg),
         )
-    for task in ADVERSARIAL:
-        for pr2, baseline in PAIRS:
-            reference = (task, baseline, baseline)
-            for mine, side in (((task, pr2, baseline), "good"), ((task, baseline, pr2), "adversary")):
-                if mine in crossed and reference in crossed:
-                    gain = paired_difference(crossed, mine, reference, side)
-                    who = "good agents" if side == "good" else "adversaries"
-                    target(
-                        f"{task}: {pr2} {who} vs {baseline} score ≥ {baseline} {who} (difference {fmt(gain)})",
-                        np.mean(gain) >= 0,
-                    )
+    for task, pr2, baseline, side, gain in verdicts(crossed):
+        who = "good agents" if side == "good" else "adversaries"
+        target(
+            f"{task}: {pr2} {who} vs {baseline} score ≥ {baseline} {who} (difference {fmt(gain)})", np.mean(gain) >= 0
+        )
     for task in PARTICLE:
         if (task, "pr2_ac") in results and (task, "maddpg") in results:
             a, b = ([r["train_sps"] for r in results[(task, k)].values()] for k in ("pr2_ac", "maddpg"))
