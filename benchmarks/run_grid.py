@@ -89,8 +89,10 @@ BUDGETS = {
     # The committed grid: every script at its own defaults (ENV_DEFAULTS in the script), 10 seeds on the
     # differential game, 3 per particle task.
     "full": Budget(tuple(TASKS), EVERY, {"differential": range(10), **{task: range(3) for task in PARTICLE}}),
-    # The particle part in about an hour on this 2-core machine: fewer environment steps and gradient steps, the
-    # same for every algorithm (each script's batch size, networks and exploration otherwise).
+    # The particle part in about an hour on this 2-core machine: fewer environment steps and gradient steps (500),
+    # the same for every algorithm (each script's batch size, networks and exploration otherwise). Measured on
+    # simple_tag with both cores shared: a gradient step takes ~1.0 s (pr2_soft), ~0.37 s (pr2_ac) and ~0.02 s
+    # (maddpg) at batch 512, so one seed of one task costs ~15 core-minutes. Retune if the scripts get faster.
     "reduced": Budget(
         PARTICLE,
         ("pr2_soft", "pr2_ac", "maddpg"),

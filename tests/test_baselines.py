@@ -37,6 +37,25 @@ def test_flags_and_per_env_defaults_are_pr2s(name):
         assert defaults == shared, f"{name}'s {env} defaults drifted from pr2_continuous.py's"
 
 
+@pytest.mark.parametrize("name", MODULES)
+def test_networks_exploration_and_action_mapping_are_pr2s(name):
+    module = MODULES[name]
+    torch.manual_seed(0)
+    theirs = pr2.MLP([3, 2], 4, 16, squash=True)
+    torch.manual_seed(0)
+    ours = module.MLP([3, 2], 4, 16, squash=True)
+    x, y = torch.randn(5, 3), torch.randn(5, 2)
+    assert torch.equal(theirs(x, y), ours(x, y))  # same layers, initialisation and first-layer sum
+    np.random.seed(0)
+    theirs = [pr2.OUNoise(2, 0.15, 0.3).sample().copy() for _ in range(3)]
+    np.random.seed(0)
+    assert np.array_equal(theirs, [module.OUNoise(2, 0.15, 0.3).sample().copy() for _ in range(3)])
+    space = pr2.make_env("particle", "simple_tag").action_space("agent_0")
+    unit = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], np.float32)
+    assert np.array_equal(module.to_env_action(unit, space), pr2.to_env_action(unit, space))
+    assert module.parse_schedule("0:1,50:0.5") == pr2.parse_schedule("0:1,50:0.5")
+
+
 # ---------------------------------------------------------------- end to end
 def run_in_process(module, folder, monkeypatch, **flags):
     """main() as `python <script> <flags>` from `folder` runs it (in this process: no start-up cost)."""
