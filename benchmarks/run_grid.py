@@ -22,6 +22,7 @@ import glob
 import importlib.util
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -177,7 +178,8 @@ def dispatch(jobs: list[Job], args: Args):
     if args.ray_address:
         import ray  # optional: only this path needs it
 
-        ray.init(address=args.ray_address, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        ray.init(address=args.ray_address, runtime_env={"env_vars": {"PYTHONPATH": python_path}})
         remote_execute = ray.remote(num_cpus=1)(execute)
         pending = {remote_execute.remote(list(job.command), str(job.folder)): job for job in jobs}
         while pending:
