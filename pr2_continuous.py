@@ -3,6 +3,7 @@
 # One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop.
 import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -13,7 +14,7 @@ import torch.nn as nn
 import tyro
 
 from utils.envs import EnvError, env_label, make_env
-from utils.logger import make_run_name, make_writer
+from utils.logger import Progress, load_checkpoint, make_run_name, make_writer, save_checkpoint
 
 
 @dataclass
@@ -35,9 +36,17 @@ class Args:
     wandb_entity: str | None = None
     """the W&B entity (team)"""
     save_model: bool = False
-    """if toggled, save a checkpoint to runs/<run>/ at the end and evaluate it"""
+    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C)"""
+    save_every: int = 0
+    """with --save-model, also save every N environment steps (0: only at the end)"""
+    save_buffer: bool = True
+    """with --save-model, keep the replay buffer in the checkpoint, so that a resumed run continues exactly"""
+    resume: str | None = None
+    """continue training from this checkpoint; flags not given on the command line come from it"""
     eval_episodes: int = 10
-    """episodes of the noise-free policy evaluated after training (with --save-model)"""
+    """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
+    capture_video: bool = False
+    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
 
     # Environment
     env: str = "particle"
@@ -51,7 +60,8 @@ class Args:
 
     # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
     total_timesteps: int | None = None
-    """environment steps (default: 16,000 differential; 200,000 otherwise)"""
+    """environment steps (default differential: 6,000 soft policy, 16,000 deterministic (the original code's);
+    otherwise 200,000)"""
     learning_starts: int | None = None
     """environment steps before the first gradient step (default: 1,000 differential; 10,000 otherwise)"""
     train_frequency: int | None = None
@@ -116,7 +126,7 @@ class Args:
 
 ENV_DEFAULTS = {
     "differential": dict(
-        total_timesteps=16_000,
+        total_timesteps=dict(soft=6_000, deterministic=16_000),
         learning_starts=1_000,
         train_frequency=1,
         batch_size=64,
@@ -138,13 +148,15 @@ def resolve_args(args: Args) -> Args:
     """Fill per-env defaults and check flags; a problem raises ValueError with a one-line fix."""
     for key, value in ENV_DEFAULTS["differential" if args.env == "differential" else "other"].items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, value[args.policy] if isinstance(value, dict) else value)
     positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
     for name in positive + ["log_every", "target_update_interval", "torch_threads"]:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.eval_episodes < 0:
-        raise ValueError("--learning-starts and --eval-episodes must be >= 0")
+    if args.learning_starts < 0 or args.eval_episodes < 0 or args.save_every < 0:
+        raise ValueError("--learning-starts, --eval-episodes and --save-every must be >= 0")
+    if args.capture_video and args.eval_episodes == 0:
+        raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
     if args.alpha_start is None:
@@ -310,6 +322,20 @@ class ReplayBuffer:
         self.rewards[self.pos], self.dones[self.pos] = rewards, dones
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def state_dict(self) -> dict:
+        n = self.size
+        arrays = dict(obs=self.obs, next_obs=self.next_obs, actions=self.actions)
+        state = {key: [array[:n].copy() for array in value] for key, value in arrays.items()}
+        return dict(state, rewards=self.rewards[:n].copy(), dones=self.dones[:n].copy(), pos=self.pos, size=n)
+
+    def load_state_dict(self, state: dict):
+        n = self.size = state["size"]
+        self.pos = state["pos"]
+        for key in ("obs", "next_obs", "actions"):
+            for array, saved in zip(getattr(self, key), state[key]):
+                array[:n] = saved
+        self.rewards[:n], self.dones[:n] = state["rewards"], state["dones"]
 
     def sample(self, batch_size: int) -> dict:
         idx = np.random.randint(0, self.size, size=batch_size)
@@ -496,30 +522,10 @@ def to_env_action(unit_action, space):
     return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
 
 
-def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int, names, obs_dims, act_dims):
-    """Write atomically: a temporary file in the same folder, then a rename, so a crash never leaves half a file."""
-    state = dict(
-        args=asdict(args),
-        agent_names=list(names),
-        obs_dims=obs_dims,
-        act_dims=act_dims,
-        agents=agents.state_dict(),
-        optimizer=optimizer.state_dict(),
-        step=global_step,
-    )
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def load_policies(path: str, device: str = "cpu") -> dict:
     """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free policies, e.g. for cross-play."""
     checkpoint = torch.load(path, map_location=device, weights_only=False)
-    obs_dims, act_dims = checkpoint["obs_dims"], checkpoint["act_dims"]
-    agents = nn.ModuleList(
-        PR2Agent(o, a, sum(act_dims) - a, checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft")
-        for o, a in zip(obs_dims, act_dims)
-    ).to(device)
+    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], Args(**checkpoint["args"])).to(device)
     agents.load_state_dict(checkpoint["agents"])
 
     def policy(agent):
@@ -533,32 +539,85 @@ def load_policies(path: str, device: str = "cpu") -> dict:
     return {name: policy(agent) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
+def build_agents(obs_dims: list[int], act_dims: list[int], args: Args) -> nn.ModuleList:
+    return nn.ModuleList(
+        PR2Agent(o, a, sum(act_dims) - a, args.hidden_size, stochastic=args.policy == "soft")
+        for o, a in zip(obs_dims, act_dims)
+    )
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Episode k of a run always starts from the same state, so a resumed run replays exactly."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
 @torch.no_grad()
-def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float]:
-    """Mean-over-agents returns of `episodes` episodes of the noise-free policies (μ(s), or π's median π(s, ξ=0))."""
-    env = make_env(args.env, args.scenario, "continuous", args.max_cycles)
+def evaluate(agents, args: Args, device, video_dir: str | None = None) -> list[float]:
+    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies (μ(s), or π(s, ξ=0))."""
+    env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
     names, returns = env.possible_agents, []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total = np.zeros(len(names))
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=episode_seed(args.seed + 1, episode))
+        total, frames = np.zeros(len(names)), []
         while env.agents:
+            if video_dir:
+                frames.append(env.render())
             actions = {}
             for i, name in enumerate(names):
                 unit = agents[i].act(torch.as_tensor(obs[name], device=device), explore=False).cpu().numpy()
                 actions[name] = to_env_action(unit, env.action_space(name))
             obs, rewards, _, _, _ = env.step(actions)
             total += [rewards[name] for name in names]
+        if video_dir:
+            frames.append(env.render())
         returns.append(float(total.mean()))
+        if video_dir:
+            from PIL import Image
+
+            os.makedirs(video_dir, exist_ok=True)
+            images = [Image.fromarray(frame).reduce(2) for frame in frames]
+            images[0].save(
+                f"{video_dir}/eval_episode_{episode}.gif", save_all=True, append_images=images[1:], duration=80
+            )
+    env.close()
     return returns
 
 
-def main(args: Args):
+CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
+STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size"]
+
+
+def main(args: Args, checkpoint: dict | None = None):
     script = os.path.basename(__file__)
     try:
         args = resolve_args(args)
         env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=script)
+        if args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
+            raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
+        if checkpoint is not None:
+            for flag in STRUCTURAL_FLAGS:
+                if getattr(args, flag) != checkpoint["args"][flag]:
+                    raise ValueError(
+                        f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} "
+                        f"{checkpoint['args'][flag]}, not {getattr(args, flag)}; drop that flag to continue it"
+                    )
+            if checkpoint["step"] >= args.total_timesteps:
+                raise ValueError(f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps")
     except (ValueError, EnvError) as error:
         raise SystemExit(f"{script}: error: {error}") from None
+
+    names = env.possible_agents
+    obs_dims = [env.observation_space(n).shape[0] for n in names]
+    act_dims = [env.action_space(n).shape[0] for n in names]
+    if len(names) < 2:
+        raise SystemExit(f"{script}: error: PR2 needs at least two agents; {args.env} has {len(names)}")
+    if checkpoint is not None:
+        saved_agents = (checkpoint["agent_names"], checkpoint["obs_dims"], checkpoint["act_dims"])
+        if saved_agents != (names, obs_dims, act_dims):
+            raise SystemExit(
+                f"{script}: error: --resume: the checkpoint's agents, observation and action sizes {saved_agents} "
+                f"do not match this env's {(names, obs_dims, act_dims)}"
+            )
 
     # TRY NOT TO MODIFY: seeding and logging
     random.seed(args.seed)
@@ -567,41 +626,80 @@ def main(args: Args):
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
-    writer = make_writer(run_name, args)
-
-    names = env.possible_agents
-    obs_dims = [env.observation_space(n).shape[0] for n in names]
-    act_dims = [env.action_space(n).shape[0] for n in names]
-    opp_dims = [sum(act_dims) - d for d in act_dims]
-    if min(opp_dims) == 0:
-        raise SystemExit(f"{script}: error: PR2 needs at least two agents; {args.env} has {len(names)}")
     for i, name in enumerate(names):
         env.action_space(name).seed(args.seed + i)
 
     # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
-    agents = nn.ModuleList(
-        PR2Agent(o, a, d, args.hidden_size, stochastic=args.policy == "soft")
-        for o, a, d in zip(obs_dims, act_dims, opp_dims, strict=True)
-    ).to(device)
+    agents = build_agents(obs_dims, act_dims, args).to(device)
     params = [p for p in agents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = parse_schedule(args.noise_schedule)
+    start_step, n_updates, episode, losses, pending = 0, 0, 0, None, dict(returns=[], lengths=[], last=float("nan"))
+    if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
+        try:
+            agents.load_state_dict(checkpoint["agents"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise SystemExit(
+                f"{script}: error: --resume: the checkpoint does not fit these networks: {error}"
+            ) from None
+        if checkpoint["buffer"] is not None:
+            buffer.load_state_dict(checkpoint["buffer"])
+        for noise, state in zip(noises, checkpoint["noise"]):
+            noise.state[:] = state
+        random.setstate(checkpoint["rng"]["python"])
+        np.random.set_state(checkpoint["rng"]["numpy"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        start_step, n_updates, episode, pending = checkpoint["step"], checkpoint["n_updates"], *checkpoint["episode"]
+        losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in checkpoint["losses"].items()} or None
+    run_name = (
+        checkpoint["run_name"]
+        if checkpoint
+        else make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
+    )
+    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    def training_state(step: int) -> dict:
+        """Everything a resumed run needs to continue as if it had never stopped."""
+        return dict(
+            args=asdict(args),
+            agent_names=list(names),
+            obs_dims=obs_dims,
+            act_dims=act_dims,
+            agents=agents.state_dict(),
+            optimizer=optimizer.state_dict(),
+            step=step,
+            n_updates=n_updates,
+            episode=(episode + (episode_length > 0), pending),
+            losses={i: {k: v.item() for k, v in ls.items()} for i, ls in (losses or {}).items()},
+            buffer=buffer.state_dict() if args.save_buffer else None,
+            noise=[noise.state.copy() for noise in noises],
+            rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state()),
+            run_name=run_name,
+        )
+
+    stop_requested = []
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))  # finish the step, save, then exit
 
     # TRY NOT TO MODIFY: start the game
+    progress = Progress(args.total_timesteps, start_step)
     start_time = time.time()
-    obs, _ = env.reset(seed=args.seed)
+    obs, _ = env.reset(seed=episode_seed(args.seed, episode))
     episode_return, episode_length = np.zeros(len(names)), 0
-    finished_returns, finished_lengths, losses, n_updates, last_return = [], [], None, 0, float("nan")
-    for global_step in range(args.total_timesteps):
+    for global_step in range(start_step, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise, clipped to [-1, 1]; the soft policy samples π instead
         noise_scale = schedule_value(noise_schedule, global_step)
         with torch.no_grad():
             unit_actions = []
             for i, name in enumerate(names):
                 action = agents[i].act(torch.as_tensor(obs[name], device=device), explore=True).cpu().numpy()
+                if not np.isfinite(action).all():
+                    raise SystemExit(
+                        f"{script}: error: non-finite action of {name} at step {global_step}; try a lower lr"
+                    )
                 if not agents[i].stochastic:
                     action = np.clip(action + noise_scale * noises[i].sample(), -1.0, 1.0)
                 unit_actions.append(action)
@@ -620,10 +718,10 @@ def main(args: Args):
         episode_length += 1
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            finished_returns.append(episode_return.copy())
-            finished_lengths.append(episode_length)
-            episode_return[:], episode_length = 0.0, 0
-            obs, _ = env.reset()
+            pending["returns"].append(episode_return.copy())
+            pending["lengths"].append(episode_length)
+            episode_return[:], episode_length, episode = 0.0, 0, episode + 1
+            obs, _ = env.reset(seed=episode_seed(args.seed, episode))
         elif any(ended):
             raise SystemExit(f"{script}: error: agents of {args.env} ended at different steps; they must end together")
         else:
@@ -645,14 +743,14 @@ def main(args: Args):
         # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes
         if (global_step + 1) % args.log_every == 0:
             step = global_step + 1
-            if finished_returns:
-                returns = np.mean(finished_returns, axis=0)
-                last_return = returns.mean()
+            if pending["returns"]:  # the episodes that ended since the last entry
+                returns = np.mean(pending["returns"], axis=0)
+                pending["last"] = float(returns.mean())
                 writer.add_scalar("charts/episodic_return", returns.mean(), step)
                 for name, value in zip(names, returns):
                     writer.add_scalar(f"charts/episodic_return/{name}", value, step)
-                writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), step)
-                finished_returns, finished_lengths = [], []
+                writer.add_scalar("charts/episodic_length", np.mean(pending["lengths"]), step)
+                pending["returns"], pending["lengths"] = [], []
             if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
                 with torch.no_grad():
                     for i, name in enumerate(names):
@@ -662,23 +760,41 @@ def main(args: Args):
                 for i, agent_losses in losses.items():
                     for key, value in agent_losses.items():
                         writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
-            sps = int(step / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, step)
+            writer.add_scalar("charts/SPS", int((step - start_step) / (time.time() - start_time)), step)
             writer.add_scalar("charts/alpha", temperature(args, n_updates), step)
             if args.policy == "deterministic":
                 writer.add_scalar("charts/noise_scale", noise_scale, step)
-            if step % (args.log_every * 10) == 0 or step == args.total_timesteps:
-                print(f"global_step={step}, episodic_return={last_return:.3f}, SPS={sps}", flush=True)
+            progress.update(step, pending["last"])
+
+        if args.save_model and args.save_every and (global_step + 1) % args.save_every == 0:
+            save_checkpoint(training_state(global_step + 1), model_path)
+        if stop_requested:
+            if args.save_model:
+                save_checkpoint(training_state(global_step + 1), model_path)
+                print(
+                    f"\ninterrupted at step {global_step + 1}; saved {model_path}; continue with --resume {model_path}"
+                )
+            writer.close()
+            raise SystemExit(130)
 
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        save_checkpoint(model_path, agents, optimizer, args, args.total_timesteps, names, obs_dims, act_dims)
+        save_checkpoint(training_state(args.total_timesteps), model_path)
         print(f"model saved to {model_path}")
-        for idx, episodic_return in enumerate(evaluate(agents, args, device, args.eval_episodes, args.seed + 10_000)):
+    if args.eval_episodes:
+        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
+        for idx, episodic_return in enumerate(evaluate(agents, args, device, video_dir)):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
     env.close()
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    saved = None
+    if cli_args.resume:  # the checkpoint's flags are the defaults; flags given on the command line override them
+        try:
+            saved = load_checkpoint(cli_args.resume, CHECKPOINT_KEYS, os.path.basename(__file__))
+        except ValueError as error:
+            raise SystemExit(f"{os.path.basename(__file__)}: error: {error}") from None
+        cli_args = tyro.cli(Args, default=Args(**{**saved["args"], "resume": cli_args.resume}))
+    main(cli_args, saved)

@@ -16,7 +16,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # utils/ sits at the repository root
 from utils.envs import EnvError, env_label, make_env  # noqa: E402
-from utils.logger import make_run_name, make_writer  # noqa: E402
+from utils.logger import Progress, make_run_name, make_writer, save_checkpoint  # noqa: E402
 
 
 @dataclass
@@ -38,9 +38,9 @@ class Args:
     wandb_entity: str | None = None
     """the W&B entity (team)"""
     save_model: bool = False
-    """if toggled, save a checkpoint to runs/<run>/ at the end and evaluate it"""
+    """if toggled, save the trained networks to runs/<run>/<exp_name>.pt at the end (e.g. for cross-play)"""
     eval_episodes: int = 10
-    """episodes of the noise-free policy evaluated after training (with --save-model)"""
+    """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
 
     # Environment
     env: str = "particle"
@@ -277,21 +277,6 @@ def to_env_action(unit_action, space):
     return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
 
 
-def save_checkpoint(path: str, agents, optimizer, args: Args, global_step: int, names, obs_dims, act_dims):
-    """Write atomically: a temporary file in the same folder, then a rename, so a crash never leaves half a file."""
-    state = dict(
-        args=asdict(args),
-        agent_names=list(names),
-        obs_dims=obs_dims,
-        act_dims=act_dims,
-        agents=agents.state_dict(),
-        optimizer=optimizer.state_dict(),
-        step=global_step,
-    )
-    torch.save(state, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)
-
-
 def load_policies(path: str, device: str = "cpu") -> dict:
     """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free actors, e.g. for cross-play."""
     checkpoint = torch.load(path, map_location=device, weights_only=False)
@@ -309,13 +294,18 @@ def load_policies(path: str, device: str = "cpu") -> dict:
     return {name: policy(agent.actor) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """Episode k of a run starts from the same state as in pr2_continuous.py with the same --seed."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
 @torch.no_grad()
-def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float]:
-    """Mean-over-agents returns of `episodes` episodes of the noise-free policies μ(o)."""
+def evaluate(agents, args: Args, device) -> list[float]:
+    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies μ(o)."""
     env = make_env(args.env, args.scenario, "continuous", args.max_cycles)
     names, returns = env.possible_agents, []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
+    for episode in range(args.eval_episodes):
+        obs, _ = env.reset(seed=episode_seed(args.seed + 1, episode))
         total = np.zeros(len(names))
         while env.agents:
             actions = {}
@@ -325,6 +315,7 @@ def evaluate(agents, args: Args, device, episodes: int, seed: int) -> list[float
             obs, rewards, _, _, _ = env.step(actions)
             total += [rewards[name] for name in names]
         returns.append(float(total.mean()))
+    env.close()
     return returns
 
 
@@ -360,8 +351,8 @@ def main(args: Args):
     noise_schedule = parse_schedule(args.noise_schedule)
 
     # TRY NOT TO MODIFY: start the game
-    start_time = time.time()
-    obs, _ = env.reset(seed=args.seed)
+    progress, start_time, episode = Progress(args.total_timesteps), time.time(), 0
+    obs, _ = env.reset(seed=episode_seed(args.seed, episode))
     episode_return, episode_length = np.zeros(len(names)), 0
     finished_returns, finished_lengths, losses, n_updates, last_return = [], [], None, 0, float("nan")
     for global_step in range(args.total_timesteps):
@@ -389,8 +380,8 @@ def main(args: Args):
         if all(ended):
             finished_returns.append(episode_return.copy())
             finished_lengths.append(episode_length)
-            episode_return[:], episode_length = 0.0, 0
-            obs, _ = env.reset()
+            episode_return[:], episode_length, episode = 0.0, 0, episode + 1
+            obs, _ = env.reset(seed=episode_seed(args.seed, episode))
         elif any(ended):
             raise SystemExit(f"{script}: error: agents of {args.env} ended at different steps; they must end together")
         else:
@@ -428,18 +419,18 @@ def main(args: Args):
                 for i, agent_losses in losses.items():
                     for key, value in agent_losses.items():
                         writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
-            sps = int(step / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, step)
+            writer.add_scalar("charts/SPS", int(step / (time.time() - start_time)), step)
             writer.add_scalar("charts/noise_scale", noise_scale, step)
-            if step % (args.log_every * 10) == 0 or step == args.total_timesteps:
-                print(f"global_step={step}, episodic_return={last_return:.3f}, SPS={sps}", flush=True)
+            progress.update(step, last_return)
 
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        save_checkpoint(model_path, agents, optimizer, args, args.total_timesteps, names, obs_dims, act_dims)
+        state = dict(args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
+        state.update(agents=agents.state_dict(), optimizer=optimizer.state_dict(), step=args.total_timesteps)
+        save_checkpoint(state, model_path)  # atomically: a temporary file, then a rename
         print(f"model saved to {model_path}")
-        for idx, episodic_return in enumerate(evaluate(agents, args, device, args.eval_episodes, args.seed + 10_000)):
-            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    for idx, episodic_return in enumerate(evaluate(agents, args, device)):
+        writer.add_scalar("eval/episodic_return", episodic_return, idx)
     env.close()
     writer.close()
 

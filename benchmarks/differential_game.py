@@ -96,11 +96,15 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
     result = load_result(folder)
     if result is not None:
         return result
-    prepare(folder)  # a run that was interrupted starts again from scratch
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
     command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
-    outcome = execute(command, str(folder))
-    run_dir = finish(folder, command, outcome)
+    timing = folder / "wall_time.txt"  # written when training finished: only the summary below is left to do
+    if not timing.exists():
+        prepare(folder)  # a run that was interrupted starts again from scratch
+        outcome = execute(command, str(folder))
+        finish(folder, command, outcome)
+        timing.write_text(str(outcome["wall_time"]))
+    run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
     scalars = read_scalars(str(run_dir))
     path = learning_path(scalars)
     result = dict(
@@ -109,7 +113,7 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
         command=display_command(command),
         **differential_outcome(path, args.formula),
         critic_max=critic_maximum(next(run_dir.glob("*.pt"))),
-        wall_time=outcome["wall_time"],
+        wall_time=float(timing.read_text()),
         sps=scalars["charts/SPS"][-1][1],
         path=path,
     )
@@ -159,7 +163,11 @@ def main(args: Args):
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
         futures = {pool.submit(run_one, *job, args): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
-            result = future.result()
+            try:
+                result = future.result()
+            except Exception as error:  # report, keep the other runs going; rerunning resumes
+                print(f"{futures[future][0]} seed {futures[future][3]} failed: {error}", flush=True)
+                continue
             results[result["label"]].append(result)
             print(f"{result['label']} seed {result['seed']}: {result['final_action']} success={result['success']}")
     out = Path(args.out_dir)

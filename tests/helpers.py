@@ -11,9 +11,14 @@ from utils.logger import read_scalars
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python <script> <flags>` from `cwd` (so its runs/ folder lands there); never raises on failure."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
+def run_script(
+    script: str, *flags: str, cwd: Path, timeout: float = 600, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python <script> <flags>` from `cwd` (so its runs/ folder lands there); never raises on failure.
+
+    A relative script path is taken from the repository root; an absolute one (e.g. a copy) is run as it is.
+    """
+    env = dict(os.environ, PYTHONHASHSEED="0", **(extra_env or {}))
     return subprocess.run(
         [sys.executable, str(ROOT / script), *flags],
         cwd=cwd,
@@ -24,9 +29,9 @@ def run_script(script: str, *flags: str, cwd: Path, timeout: float = 600) -> sub
     )
 
 
-def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600, extra_env=None) -> subprocess.CompletedProcess:
     """Like run_script, but fails the test with the script's stderr when it exits non-zero."""
-    result = run_script(script, *flags, cwd=cwd, timeout=timeout)
+    result = run_script(script, *flags, cwd=cwd, timeout=timeout, extra_env=extra_env)
     assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stderr[-4000:]}"
     return result
 

@@ -13,7 +13,7 @@ from tests.helpers import finite_scalars, run_ok, run_script, the_run_dir
 from utils.logger import read_scalars
 
 MODULES = {"maddpg": maddpg, "ddpg": ddpg, "ddpg_om": ddpg_om}
-SMOKE = dict(total_timesteps=300, learning_starts=100, batch_size=16, log_every=50)
+SMOKE = dict(total_timesteps=300, learning_starts=100, batch_size=16, log_every=50, eval_episodes=2)
 SMOKE_FLAGS = [f"--{key.replace('_', '-')}={value}" for key, value in SMOKE.items()]
 
 
@@ -32,9 +32,9 @@ def test_flags_and_per_env_defaults_are_pr2s(name):
         assert field.name in pr2_defaults, f"{name} has a flag --{field.name} that pr2_continuous.py lacks"
         if field.name != "exp_name":
             assert field.default == pr2_defaults[field.name], field.name
-    for env, defaults in module.ENV_DEFAULTS.items():
-        shared = {key: value for key, value in pr2.ENV_DEFAULTS[env].items() if key in defaults}
-        assert defaults == shared, f"{name}'s {env} defaults drifted from pr2_continuous.py's"
+    for env, defaults in module.ENV_DEFAULTS.items():  # per-policy PR2 defaults: PR2-AC's (a deterministic actor)
+        pr2_ac = {k: v["deterministic"] if isinstance(v, dict) else v for k, v in pr2.ENV_DEFAULTS[env].items()}
+        assert defaults == {key: pr2_ac[key] for key in defaults}, f"{name}'s {env} defaults drifted from PR2-AC's"
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -69,7 +69,7 @@ def run_in_process(module, folder, monkeypatch, **flags):
 @pytest.mark.parametrize(
     "flags,agents",
     [
-        (dict(env="differential", save_model=True, eval_episodes=2), ["agent_0", "agent_1"]),
+        (dict(env="differential", save_model=True), ["agent_0", "agent_1"]),
         (dict(env="particle", scenario="simple_adversary"), ["adversary_0", "agent_0", "agent_1"]),
     ],
     ids=["differential", "simple_adversary"],

@@ -77,7 +77,7 @@ def test_amortised_svgd_trains_the_opponent_model_towards_eq_12():
     optimizer = torch.optim.Adam(agent.opponent_model.parameters(), lr=3e-3)
     obs, own = torch.zeros(16, 1), torch.zeros(16, 1)
     for _ in range(800):
-        loss, _ = pr2.opponent_model_loss(agent, obs, own, args)
+        loss, _ = pr2.opponent_model_loss(agent, obs, own, args.alpha, args)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -131,7 +131,7 @@ def test_actor_surrogate_has_the_gradient_of_the_objective_and_leaves_the_critic
     args = pr2.resolve_args(pr2.Args(env="differential"))
     agent = pr2.PR2Agent(obs_dim=2, act_dim=1, opp_dim=1, hidden=16)
     obs, samples = torch.randn(8, 2), torch.rand(8, 16, 1) * 2 - 1
-    loss, _ = pr2.actor_loss(agent, obs, samples, args)
+    loss, _ = pr2.actor_loss(agent, obs, samples, args.alpha, args)
     loss.backward()
     surrogate_grads = [p.grad.clone() for p in agent.actor.parameters()]
     assert all(p.grad is None for p in agent.joint_critic.parameters())
@@ -174,8 +174,10 @@ def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
     checkpoint = torch.load(run_dir / "pr2_continuous.pt", weights_only=False)
     assert checkpoint["step"] == 300 and checkpoint["args"]["env"] == "differential"
     assert not list(run_dir.glob("*.tmp"))
-    agents = torch.nn.ModuleList(pr2.PR2Agent(1, 1, 1, 100) for _ in range(2))
+    agents = pr2.build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], pr2.Args(**checkpoint["args"]))
     agents.load_state_dict(checkpoint["agents"])
+    policies = pr2.load_policies(str(run_dir / "pr2_continuous.pt"))
+    assert set(policies) == {"agent_0", "agent_1"} and policies["agent_0"](np.zeros(1)).shape == (1,)
     assert len(finite_scalars(run_dir, ["eval/episodic_return"])["eval/episodic_return"]) == 3
 
 

@@ -1,0 +1,100 @@
+"""Speed benchmark: gradient steps per second of pr2_continuous.py's update, one process, one thread.
+
+    python benchmarks/speed.py                     # differential game and simple_spread, both policies
+
+Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
+`update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
+Whole training runs are slower than this by the environment steps and logging (see charts/SPS in their logs).
+Run it on an otherwise idle machine: other processes on the same cores distort the numbers.
+"""
+
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import pr2_continuous as pr2  # noqa: E402
+from utils.envs import make_env  # noqa: E402
+
+
+@dataclass
+class Args:
+    configs: list[str] = field(
+        default_factory=lambda: [
+            "differential:deterministic",
+            "differential:soft",
+            "particle:deterministic",
+            "particle:soft",
+        ]
+    )
+    """'env:policy' pairs, with the script's per-env defaults (batch size etc.)"""
+    steps: int = 200
+    """timed gradient steps per repeat"""
+    repeats: int = 3
+    """repeats per configuration; the median is reported"""
+    out: str = "benchmarks/results/speed.md"
+    """where the markdown table goes"""
+
+
+def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[float, int]:
+    torch.manual_seed(0)
+    np.random.seed(0)
+    args = pr2.resolve_args(pr2.Args(env=env_name, policy=policy))
+    env = make_env(args.env, args.scenario, "continuous")
+    obs_dims = [env.observation_space(n).shape[0] for n in env.possible_agents]
+    act_dims = [env.action_space(n).shape[0] for n in env.possible_agents]
+    agents = pr2.build_agents(obs_dims, act_dims, args)
+    optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=3e-4, fused=True)
+    buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, "cpu")
+    for _ in range(2_000):
+        done = 1.0 if env_name == "differential" else 0.0
+        buffer.add(
+            [np.random.randn(d) for d in obs_dims],
+            [np.random.uniform(-1, 1, d) for d in act_dims],
+            [0.0] * len(obs_dims),
+            [np.random.randn(d) for d in obs_dims],
+            [done] * len(obs_dims),
+        )
+    for _ in range(10):  # warm-up
+        pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
+    start = time.perf_counter()
+    for _ in range(steps):
+        pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
+    return steps / (time.perf_counter() - start), args.batch_size
+
+
+def main(args: Args):
+    torch.set_num_threads(1)
+    rows = []
+    for config in args.configs:
+        env_name, policy = config.split(":")
+        results = [gradient_steps_per_second(env_name, policy, args.steps) for _ in range(args.repeats)]
+        rate, batch = statistics.median(r[0] for r in results), results[0][1]
+        rows.append(f"| {env_name} | {policy} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms |")
+        print(rows[-1], flush=True)
+    lines = [
+        "# Gradient steps per second of `pr2_continuous.py` (one process, one thread)",
+        "",
+        f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
+        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.processor() or platform.machine()}; "
+        f"median of {args.repeats} × {args.steps} steps. One gradient step updates every agent's four networks.",
+        "",
+        "| env | policy | batch | gradient steps/s | time per step |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,197 @@
+"""Everyday use of pr2_continuous.py: resume, Ctrl-C, faults, evaluation video, tracking, progress, --help,
+and copying the script into another project."""
+
+import ast
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from tests.helpers import ROOT, finite_scalars, run_ok, run_script, the_run_dir
+from utils.logger import read_scalars
+
+SCRIPT = "pr2_continuous.py"
+QUICK = ["--learning-starts", "100", "--batch-size", "16", "--log-every", "50", "--seed", "5"]
+
+
+def logged_values(run_dir):
+    return {tag: values for tag, values in read_scalars(str(run_dir)).items() if tag != "charts/SPS"}
+
+
+def checkpoint_of(cwd):
+    return next(the_run_dir(cwd).glob("*.pt"))
+
+
+def test_resumed_run_logs_the_same_values_as_an_uninterrupted_one(tmp_path):
+    for name, flags in [("differential", ["--env", "differential"]), ("particle", ["--env", "particle"])]:
+        whole, part = tmp_path / f"{name}_whole", tmp_path / f"{name}_part"
+        whole.mkdir(), part.mkdir()
+        common = [*flags, *QUICK, "--policy", "deterministic", "--eval-episodes", "0"]
+        run_ok(SCRIPT, *common, "--total-timesteps", "300", cwd=whole)
+        # stop at step 150 (an episode boundary on both envs), then continue to 300 from the checkpoint
+        run_ok(SCRIPT, *common, "--total-timesteps", "150", "--save-model", cwd=part)
+        run_ok(SCRIPT, "--resume", str(checkpoint_of(part)), "--total-timesteps", "300", cwd=part)
+        assert logged_values(the_run_dir(part)) == logged_values(the_run_dir(whole)), name
+
+
+def test_soft_policy_resumes_too(tmp_path):
+    common = ["--env", "differential", *QUICK, "--eval-episodes", "0", "--marginal-particles", "2"]
+    (tmp_path / "whole").mkdir(), (tmp_path / "part").mkdir()
+    run_ok(SCRIPT, *common, "--total-timesteps", "250", cwd=tmp_path / "whole")
+    run_ok(SCRIPT, *common, "--total-timesteps", "150", "--save-model", cwd=tmp_path / "part")
+    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path / "part")), "--total-timesteps", "250", cwd=tmp_path / "part")
+    assert logged_values(the_run_dir(tmp_path / "part")) == logged_values(the_run_dir(tmp_path / "whole"))
+
+
+def test_bad_checkpoints_get_one_line_errors(tmp_path):
+    run_ok(SCRIPT, "--env", "differential", *QUICK, "--total-timesteps", "120", "--save-model", cwd=tmp_path)
+    good = checkpoint_of(tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    not_ours = tmp_path / "other.pt"
+    torch.save({"weights": 1}, not_ours)
+    cases = [
+        (["--resume", str(tmp_path / "missing.pt")], "no such file"),
+        (["--resume", str(truncated)], "unreadable, truncated or corrupt"),
+        (["--resume", str(not_ours)], "not a pr2_continuous.py checkpoint"),
+        (["--resume", str(good), "--env", "particle"], "trained with --env differential, not particle"),
+        (["--resume", str(good), "--hidden-size", "64"], "trained with --hidden-size 100, not 64"),
+        (["--resume", str(good), "--total-timesteps", "100"], "the checkpoint is at step 120"),
+    ]
+    for flags, message in cases:
+        result = run_script(SCRIPT, *flags, cwd=tmp_path)
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode != 0 and message in last_line, (flags, result.stderr[-600:])
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+    flags = ["--env", "differential", *QUICK, "--total-timesteps", "100000", "--save-model", "--log-every", "10"]
+    command = [sys.executable, str(ROOT / SCRIPT), *flags]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("runs/*/events*")) and time.time() < deadline:  # wait until training is under way
+        time.sleep(0.2)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with --resume" in out
+    step = torch.load(checkpoint_of(tmp_path), weights_only=False)["step"]
+    assert 0 < step < 100000
+    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 50), cwd=tmp_path)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    flags = ["--env", "differential", *QUICK, "--total-timesteps", "300", "--save-model", "--save-every", "50"]
+    result = run_script(SCRIPT, *flags, "--reward-scale", "nan", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "non-finite critic_loss/agent_0" in result.stderr and "at step 100" in result.stderr
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    assert checkpoint["step"] == 100  # saved before the first (bad) update, not overwritten afterwards
+    assert all(torch.isfinite(value).all() for value in checkpoint["agents"].values())
+
+
+def test_capture_video_records_evaluation_episodes(tmp_path):
+    run_ok(SCRIPT, *QUICK, "--total-timesteps", "120", "--eval-episodes", "2", "--capture-video", cwd=tmp_path)
+    videos = sorted((the_run_dir(tmp_path) / "videos").glob("*.gif"))
+    assert [v.name for v in videos] == ["eval_episode_0.gif", "eval_episode_1.gif"]
+    from PIL import Image
+
+    assert Image.open(videos[0]).n_frames > 10  # 26 rendered frames; the GIF writer merges identical ones
+    assert len(finite_scalars(the_run_dir(tmp_path), ["eval/episodic_return"])["eval/episodic_return"]) == 2
+    result = run_script(SCRIPT, "--env", "differential", "--capture-video", cwd=tmp_path / "runs")
+    assert "--capture-video needs an env with rgb_array rendering" in result.stderr
+
+
+FAKE_WANDB = """
+import json
+def init(**kwargs):
+    json.dump({k: kwargs[k] for k in ("project", "sync_tensorboard", "name")}, open("wandb_init.json", "w"))
+"""
+
+
+def test_track_mirrors_to_weights_and_biases(tmp_path):
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "wandb.py").write_text(FAKE_WANDB)
+    flags = ["--env", "differential", *QUICK, "--total-timesteps", "110", "--track", "--wandb-project-name", "p"]
+    run_ok(SCRIPT, *flags, cwd=tmp_path, extra_env={"PYTHONPATH": str(tmp_path / "fake")})
+    init = (tmp_path / "wandb_init.json").read_text()
+    assert '"project": "p"' in init and '"sync_tensorboard": true' in init
+
+
+def test_progress_does_not_flood_a_log_file(tmp_path):
+    flags = ["--env", "differential", "--total-timesteps", "2000", "--learning-starts", "2000", "--log-every", "10"]
+    result = run_ok(SCRIPT, *flags, cwd=tmp_path)  # 200 log entries, stdout is a pipe
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert 5 <= len(lines) <= 21 and lines[-1].startswith("step 2,000/2,000 (100%)")
+    assert "SPS" in lines[-1] and "min left" in lines[-1]
+
+
+def test_every_flag_has_a_docstring():
+    tree = ast.parse((ROOT / SCRIPT).read_text())
+    args_class = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Args")
+    body = args_class.body
+    fields = [(i, node.target.id) for i, node in enumerate(body) if isinstance(node, ast.AnnAssign)]
+    assert len(fields) > 30
+    for i, name in fields:
+        following = body[i + 1] if i + 1 < len(body) else None
+        assert isinstance(following, ast.Expr) and isinstance(following.value.value, str), f"--{name} has no docstring"
+
+
+CUSTOM_ENV = '''
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+
+class Tug(ParallelEnv):
+    """Two heterogeneous agents pull a point along a line; both are paid for keeping it near 0."""
+
+    metadata = {"name": "tug_v0"}
+
+    def __init__(self):
+        self.possible_agents = ["left", "right"]
+        self.spaces = {"left": spaces.Box(-2, 2, (2,)), "right": spaces.Box(0, 1, (1,))}
+
+    def observation_space(self, agent):
+        return spaces.Box(-np.inf, np.inf, (3,) if agent == "left" else (1,))
+
+    def action_space(self, agent):
+        return self.spaces[agent]
+
+    def _obs(self):
+        return {"left": np.array([self.x, self.t, 1.0], np.float32), "right": np.array([self.x], np.float32)}
+
+    def reset(self, seed=None, options=None):
+        self.rng = np.random.default_rng(seed)
+        self.agents, self.x, self.t = list(self.possible_agents), float(self.rng.normal()), 0.0
+        return self._obs(), {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.x += 0.1 * float(actions["left"].sum()) - 0.1 * float(actions["right"][0])
+        self.t += 1
+        done = self.t >= 10
+        agents = self.agents
+        self.agents = [] if done else self.agents
+        reward = -abs(self.x)
+        return (self._obs(), {a: reward for a in agents}, {a: False for a in agents},
+                {a: done for a in agents}, {a: {} for a in agents})
+
+
+def make_env():
+    return Tug()
+'''
+
+
+def test_copy_the_script_into_another_project(tmp_path):
+    """What the README's 'Using PR2 in your own project' says: copy the script and utils/, point --env at your env."""
+    shutil.copy(ROOT / SCRIPT, tmp_path / SCRIPT)
+    shutil.copytree(ROOT / "utils", tmp_path / "utils", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "my_envs.py").write_text(CUSTOM_ENV)
+    flags = ["--env", "my_envs:make_env", "--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16"]
+    run_ok(str(tmp_path / SCRIPT), *flags, "--log-every", "50", "--save-model", cwd=tmp_path)
+    tags = ["charts/episodic_return/left", "charts/episodic_return/right", "losses/opponent_model_loss/right"]
+    finite_scalars(the_run_dir(tmp_path), tags + ["eval/episodic_return"])
