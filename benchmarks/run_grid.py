@@ -536,7 +536,9 @@ def targets_section(results: dict, crossed: dict) -> list[str]:
 
 
 def by_label(results: dict, task: str) -> dict:
-    return {label: [r for _, r in sorted(runs.items())] for (t, label), runs in results.items() if t == task}
+    """{label: the task's results sorted by seed}, labels in ALGORITHMS order (not in the order runs ended)."""
+    runs = {label: runs for (t, label), runs in results.items() if t == task}
+    return {label: [runs[label][seed] for seed in sorted(runs[label])] for label in EVERY if label in runs}
 
 
 def seeds_of(results: dict, task: str) -> list[int]:

@@ -95,7 +95,7 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     assert "4 runs: 0 already done, 4 to run" in run_grid_ok(*flags, cwd=tmp_path)
     table = (out / "grid_smoke.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| simple_spread |")]
-    assert [row.split(" | ")[1:3] for row in rows] == [["ddpg", "2"], ["maddpg", "2"]], rows
+    assert [row.split(" | ")[1:3] for row in rows] == [["maddpg", "2"], ["ddpg", "2"]], rows
     assert "--budget smoke --algorithms maddpg ddpg" in table and "torch " in table and "mpe2 1." in table
     assert (out / "grid_smoke_simple_spread.png").stat().st_size > 10_000
     assert "| simple_spread | maddpg | 2 | 150 |" in table
