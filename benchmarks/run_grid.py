@@ -123,12 +123,13 @@ class Args:
     workers: int = 2
     """runs at the same time on this machine (each on one thread); ignored with --ray-address"""
     ray_address: str | None = None
-    """dispatch the runs to this Ray cluster ('auto', 'ray://host:10001', ...) instead of local processes; needs
-    `pip install ray` and the repository and --work-dir at the same paths on every node"""
+    """send the runs to the Ray cluster at this address ('auto', 'ray://host:10001'; 'local' starts a throwaway one)
+    instead of local processes. Needs `pip install "ray[default]"`, and the repository and --work-dir at the same
+    paths on every node."""
     cross_play_episodes: int = 50
     """evaluation episodes per cross-play pairing and seed"""
     name: str | None = None
-    """prefix of the output files and of the work folder (default: grid_<budget>)"""
+    """prefix of the output files and of the work folder; None: grid_<budget>"""
     out_dir: str = "benchmarks/results"
     """where the table and the pictures go"""
     work_dir: str = "benchmarks/work"
