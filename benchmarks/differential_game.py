@@ -14,25 +14,31 @@ A configuration is `label=script:flag,flag,...` (flags comma-separated, as the s
 """
 
 import concurrent.futures
-import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import tyro
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from utils.envs import ACTION_SCALE, differential_reward  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    SUCCESS_RADIUS,
+    differential_outcome,
+    display_command,
+    draw_paths,
+    execute,
+    finish,
+    learning_path,
+    load_result,
+    prepare,
+    save_result,
+    versions,
+)
+from utils.envs import ACTION_SCALE  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
-
-SUCCESS_RADIUS = 1.0  # env units from (5, 5)
 
 
 @dataclass
@@ -64,7 +70,7 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
 def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
     """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
     checkpoint = torch.load(checkpoint_path, weights_only=False)
-    if "agents" not in checkpoint:
+    if "agents" not in checkpoint or "policy" not in checkpoint["args"]:  # not a pr2_continuous.py checkpoint
         return []
     import pr2_continuous
 
@@ -87,55 +93,40 @@ def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
 
 def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) -> dict:
     folder = Path(args.work_dir) / f"{args.name}_{args.formula}" / label / f"seed_{seed}"
-    result_path = folder / "result.json"
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    result = load_result(folder)
+    if result is not None:
+        return result
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
     command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
     timing = folder / "wall_time.txt"  # written when training finished: only the summary below is left to do
     if not timing.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("runs/*"):  # a run that was interrupted: start it again from scratch
-            subprocess.run(["rm", "-rf", str(old)], check=True)
-        start = time.time()
-        process = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-        (folder / "stdout.txt").write_text(process.stdout + process.stderr)
-        if process.returncode != 0:
-            raise RuntimeError(f"{label} seed {seed} failed: {process.stderr[-2000:]}")
-        timing.write_text(str(time.time() - start))
-    wall_time = float(timing.read_text())
+        prepare(folder)  # a run that was interrupted starts again from scratch
+        outcome = execute(command, str(folder))
+        finish(folder, command, outcome)
+        timing.write_text(str(outcome["wall_time"]))
     run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
     scalars = read_scalars(str(run_dir))
-    path = [
-        (step, a1 * ACTION_SCALE, a2 * ACTION_SCALE)
-        for (step, a1), (_, a2) in zip(scalars["charts/action/agent_0"], scalars["charts/action/agent_1"])
-    ]
-    final = path[-1]
-    reward = float(differential_reward(final[1], final[2], args.formula))
-    checkpoint = next(run_dir.glob("*.pt"))
+    path = learning_path(scalars)
     result = dict(
         label=label,
         seed=seed,
-        command=" ".join(["python", script, *command[2:]]),
-        final_action=[final[1], final[2]],
-        reward=reward,
-        success=bool(np.hypot(final[1] - 5, final[2] - 5) <= SUCCESS_RADIUS),
-        critic_max=critic_maximum(checkpoint),
-        wall_time=wall_time,
+        command=display_command(command),
+        **differential_outcome(path, args.formula),
+        critic_max=critic_maximum(next(run_dir.glob("*.pt"))),
+        wall_time=float(timing.read_text()),
         sps=scalars["charts/SPS"][-1][1],
         path=path,
     )
-    result_path.write_text(json.dumps(result))
+    save_result(folder, result)
     return result
 
 
 def write_table(results: dict, args: Args, path: Path, picture: Path):
-    versions = f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}"
     lines = [
         f"# Differential game ({args.formula} formula): {len(args.seeds)} seeds per configuration",
         "",
         f"Command: `python benchmarks/differential_game.py {' '.join(sys.argv[1:])}`  ",
-        f"Software: {versions}. Each run on one thread, {args.workers} runs at a time.  ",
+        f"Software: {versions()}. Each run on one thread, {args.workers} runs at a time.  ",
         f"Success: final noise-free joint action within {SUCCESS_RADIUS:g} env unit of the global optimum (5, 5).  ",
         "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) peaks on a 201×201 grid, and its value.",
         "",
@@ -165,31 +156,6 @@ def write_table(results: dict, args: Args, path: Path, picture: Path):
     path.write_text("\n".join(lines))
 
 
-def draw(results: dict, args: Args, path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = np.linspace(-10, 10, 401)
-    landscape = differential_reward(grid[None, :], grid[:, None], args.formula)
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5), squeeze=False)
-    for ax, (label, rows) in zip(axes[0], results.items()):
-        contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            trajectory = np.array(r["path"])
-            color = "white" if r["success"] else "tomato"
-            ax.plot(trajectory[:, 1], trajectory[:, 2], color=color, lw=1, alpha=0.8)
-            ax.plot(*trajectory[-1, 1:], "o", color=color, ms=4)
-        ax.plot([5, -5], [5, -5], "k*", ms=10)
-        wins = sum(r["success"] for r in rows)
-        ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
-        ax.set_aspect("equal")
-    fig.colorbar(contour, ax=axes[0].tolist(), label="reward", shrink=0.8)
-    fig.suptitle(f"Differential game ({args.formula} formula): noise-free joint action during training")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
 def main(args: Args):
     configs = [parse_config(text) for text in args.configs]
     jobs = [(label, script, flags, seed) for label, script, flags in configs for seed in args.seeds]
@@ -207,7 +173,8 @@ def main(args: Args):
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     picture = out / f"{args.name}_{args.formula}.png"
-    draw(results, args, picture)
+    title = f"Differential game ({args.formula} formula): noise-free joint action during training"
+    draw_paths(results, args.formula, picture, title)
     write_table(results, args, out / f"{args.name}_{args.formula}.md", picture)
     print(f"wrote {out / f'{args.name}_{args.formula}.md'} and {picture}")
 

@@ -1,0 +1,162 @@
+"""benchmarks/run_grid.py: the statistics on known numbers, and a tiny grid end to end: table rows, resuming without
+redoing runs, restarting an interrupted run cleanly, dispatching through a (stub) Ray cluster."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from benchmarks import run_grid
+from tests.helpers import ROOT
+
+GRID = ["--budget", "smoke", "--algorithms", "maddpg", "ddpg", "--tasks", "simple_spread", "--seeds", "0", "1"]
+
+
+# ---------------------------------------------------------------- statistics
+def test_mean_ci_is_the_student_t_interval():
+    mean, half = run_grid.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3.0
+    assert half == pytest.approx(2.776445 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)  # t(0.975, 4) · s / √n
+    means, halves = run_grid.mean_ci([[0.0, 10.0], [2.0, 10.0]])  # per column: over seeds, along axis 0
+    assert means.tolist() == [1.0, 10.0]
+    assert halves[0] == pytest.approx(12.706205 * math.sqrt(2) / math.sqrt(2), rel=1e-6) and halves[1] == 0.0
+    assert math.isnan(run_grid.mean_ci([4.0])[1]) and run_grid.fmt([4.0]) == "4.00"
+    assert run_grid.fmt([1.0, 2.0, 3.0, 4.0, 5.0]) == "3.00 ± 1.96"
+
+
+def test_final_value_averages_the_last_tenth_of_training():
+    curve = [(step, float(step)) for step in range(100, 1001, 100)]
+    assert run_grid.final_value(curve, 1000) == 1000.0  # only step 1000 is past 900
+    assert run_grid.final_value(curve, 2000) == 1000.0  # nothing logged in the last tenth: the last point
+    assert run_grid.final_value([(s, v) for s, v in curve if s > 800] + [(950, 0.0)], 1000) == 500.0
+
+
+def test_training_sps_leaves_out_the_warm_up(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(100, 2001, 100):  # 1000 steps of warm-up in 1 s, then 10 steps per second
+        wall = step / 1000 if step <= 1000 else 1.0 + (step - 1000) / 10
+        writer.add_scalar("charts/SPS", 0, step, walltime=1e9 + wall)
+    writer.close()
+    assert run_grid.training_sps(tmp_path, learning_starts=1000) == pytest.approx(10.0)
+
+
+# ---------------------------------------------------------------- a tiny grid, end to end
+RAY_STUB = """
+import json, os
+
+def init(address=None, runtime_env=None):
+    with open(os.environ["RAY_STUB_LOG"], "a") as log:
+        log.write(json.dumps(dict(address=address, runtime_env=runtime_env)) + "\\n")
+
+class Ref:
+    def __init__(self, value):
+        self.value = value
+
+def remote(**options):
+    assert options == {"num_cpus": 1}
+    def wrap(function):
+        class Task:
+            @staticmethod
+            def remote(*args):
+                return Ref(function(*args))
+        return Task
+    return wrap
+
+def wait(refs, num_returns=1):
+    return refs[:num_returns], refs[num_returns:]
+
+def get(ref):
+    return ref.value
+"""
+
+
+def run_grid_ok(*flags, cwd, extra_env=None) -> str:
+    """`python benchmarks/run_grid.py <flags>` from cwd; its stdout, or the test fails with its stderr."""
+    env = dict(os.environ, PYTHONHASHSEED="0", **(extra_env or {}))
+    command = [sys.executable, str(ROOT / "benchmarks/run_grid.py"), *flags]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def run_dirs(work):
+    return sorted(work.glob("grid_smoke/simple_spread/*/seed_*/runs/*"))
+
+
+def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    flags = [*GRID, "--work-dir", str(work), "--out-dir", str(out), "--workers", "2"]
+    assert "4 runs: 0 already done, 4 to run" in run_grid_ok(*flags, cwd=tmp_path)
+    table = (out / "grid_smoke.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| simple_spread |")]
+    assert [row.split(" | ")[1:3] for row in rows] == [["maddpg", "2"], ["ddpg", "2"]], rows
+    assert "--budget smoke --algorithms maddpg ddpg" in table and "torch " in table and "mpe2 1." in table
+    assert (out / "grid_smoke_simple_spread.png").stat().st_size > 10_000
+    assert "| simple_spread | maddpg | 2 | 150 |" in table
+
+    # a second invocation redoes nothing: the same run folders, untouched
+    before = {path: path.stat().st_mtime_ns for path in run_dirs(work)}
+    results = {path: path.stat().st_mtime_ns for path in work.glob("grid_smoke/simple_spread/*/seed_*/result.json")}
+    assert len(before) == 4 and len(results) == 4
+    assert "4 runs: 4 already done, 0 to run" in run_grid_ok(*flags, cwd=tmp_path)
+    assert {path: path.stat().st_mtime_ns for path in run_dirs(work)} == before
+    assert {path: path.stat().st_mtime_ns for path in results} == results
+
+    # an interrupted run (no result.json, a half-written log) starts again from scratch; here through a stub Ray
+    interrupted = work / "grid_smoke/simple_spread/ddpg/seed_1"
+    (interrupted / "result.json").unlink()
+    stale = next((interrupted / "runs").iterdir())
+    (stale / "half_written").write_text("x")
+    (tmp_path / "stub" / "ray").mkdir(parents=True)
+    (tmp_path / "stub" / "ray" / "__init__.py").write_text(RAY_STUB)
+    stub_env = dict(PYTHONPATH=str(tmp_path / "stub"), RAY_STUB_LOG=str(tmp_path / "ray.log"))
+    ray_flags = [*flags, "--ray-address", "ray://head:10001"]
+    assert "4 runs: 3 already done, 1 to run" in run_grid_ok(*ray_flags, cwd=tmp_path, extra_env=stub_env)
+    [call] = [json.loads(line) for line in (tmp_path / "ray.log").read_text().splitlines()]
+    assert call["address"] == "ray://head:10001"
+    assert not stale.exists() and len(list((interrupted / "runs").iterdir())) == 1
+    assert (interrupted / "result.json").exists()
+    assert {path: mtime for path, mtime in before.items() if "ddpg/seed_1" not in str(path)} == {
+        path: path.stat().st_mtime_ns for path in before if "ddpg/seed_1" not in str(path)
+    }
+
+
+def test_unknown_names_and_a_missing_ray_stop_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match="unknown algorithm 'maddgp'; known: pr2_soft, pr2_ac, maddpg"):
+        run_grid.main(run_grid.Args(algorithms=["maddgp"], work_dir=str(tmp_path)), [])
+    if importlib.util.find_spec("ray") is None:
+        with pytest.raises(SystemExit, match="--ray-address needs Ray: pip install"):
+            run_grid.main(run_grid.Args(ray_address="auto", work_dir=str(tmp_path)), [])
+    assert not list(tmp_path.iterdir())
+
+
+def test_speed_and_targets_are_judged_from_the_runs():
+    def run(label, sps, final):
+        schedule = dict(total_timesteps=100, learning_starts=10, train_frequency=1, batch_size=8)
+        return dict(label=label, train_sps=sps, final_return=final, schedule=schedule)
+
+    results = {
+        ("simple_spread", "pr2_ac"): {0: run("pr2_ac", 40.0, -20.0), 1: run("pr2_ac", 60.0, -22.0)},
+        ("simple_spread", "maddpg"): {0: run("maddpg", 100.0, -25.0), 1: run("maddpg", 100.0, -23.0)},
+    }
+    speed = "\n".join(run_grid.speed_section(results))
+    assert "| simple_spread | pr2_ac / maddpg | 50 ± 127 | 100 ± 0 | 0.50 | yes |" in speed
+    targets = "\n".join(run_grid.targets_section(results, {}))
+    assert "pr2_ac's final return ≥ maddpg's (-21.00 vs -24.00) | met |" in targets
+    assert "pr2_ac training SPS ≥ 0.5 × maddpg's (0.50×) | met |" in targets
+    crossed = {  # PR2 good agents lose 1 to MADDPG adversaries, in both seeds, compared with MADDPG good agents
+        ("simple_tag", "pr2_ac", "maddpg"): [dict(good=-6.0, adversary=6.0), dict(good=-4.0, adversary=4.0)],
+        ("simple_tag", "maddpg", "maddpg"): [dict(good=-5.0, adversary=5.0), dict(good=-3.0, adversary=3.0)],
+    }
+    assert run_grid.verdicts(crossed) == [("simple_tag", "pr2_ac", "maddpg", "good", [-1.0, -1.0])]
+    assert (
+        "simple_tag: pr2_ac good agents vs maddpg score ≥ maddpg good agents (difference -1.00 ± 0.00) | **missed**"
+        in ("\n".join(run_grid.targets_section({}, crossed)))
+    )
+    assert np.isnan(run_grid.mean_ci([1.0])[1])
