@@ -61,19 +61,19 @@ class Args:
     # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
     total_timesteps: int | None = None
     """environment steps (default differential: 6,000 soft policy, 16,000 deterministic (the original code's);
-    otherwise 200,000)"""
+    otherwise 100,000)"""
     learning_starts: int | None = None
-    """environment steps before the first gradient step (default: 1,000 differential; 10,000 otherwise)"""
+    """environment steps before the first gradient step (default: 1,000 differential; 5,000 otherwise)"""
     train_frequency: int | None = None
-    """environment steps per gradient step (default: 1)"""
+    """environment steps per gradient step (default: 1 differential; 4 otherwise)"""
     batch_size: int | None = None
-    """minibatch size (default: 64 differential; 512 otherwise)"""
+    """minibatch size (default: 64 differential; 128 otherwise)"""
     buffer_size: int = 1_000_000
     """replay buffer capacity (joint transitions)"""
     gamma: float | None = None
     """discount factor (default: 0.99 differential, where it has no effect; 0.95 otherwise)"""
-    learning_rate: float = 3e-4
-    """Adam learning rate of every network"""
+    learning_rate: float | None = None
+    """Adam learning rate of every network (default: 3e-4 differential, the original code's; 1e-3 otherwise)"""
     tau: float = 0.01
     """Polyak rate of the target networks"""
     target_update_interval: int = 5
@@ -98,14 +98,18 @@ class Args:
     soft_marginal: Literal["rho", "uniform"] = "rho"
     """soft policy: the opponent samples behind Q^i(s, a^i): 'rho' draws them from ρ(·|s, a^i) conditioned on the
     candidate own action (level-1 reasoning); 'uniform' draws them uniformly (the ablation without ρ)"""
-    policy_particles: int = 16
-    """soft policy: particles of π per state in its SVGD update (split like the opponent model's)"""
-    marginal_particles: int = 8
-    """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
-    value_particles: int = 16
-    """M: opponent samples for the soft value and for the actor objective"""
-    kernel_particles: int = 32
-    """K: opponent-model particles per state in the SVGD update"""
+    policy_particles: int | None = None
+    """soft policy: particles of π per state in its SVGD update, split like ρ's (default: 16 differential;
+    8 otherwise)"""
+    marginal_particles: int | None = None
+    """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i) (default: 8
+    differential; 4 otherwise)"""
+    value_particles: int | None = None
+    """M: opponent samples for the soft value and the actor objective (default: 16 differential, the original code's;
+    8 otherwise)"""
+    kernel_particles: int | None = None
+    """K: opponent-model particles per state in the SVGD update (default: 32 differential, the original code's;
+    16 otherwise)"""
     kernel_update_ratio: float = 0.5
     """share of the K particles that are moved; the rest are held fixed to build the SVGD direction"""
     actor_objective: Literal["softmax", "mean"] = "softmax"
@@ -115,7 +119,7 @@ class Args:
     # Exploration
     noise_schedule: str | None = None
     """OU noise scale, piecewise constant 'step:scale,...', in [-1, 1] action units
-    (default: '0:1.0,1600:0.01,2666:0.001' differential, the original code's; '0:0.3,100000:0.1' otherwise)"""
+    (default: '0:1.0,1600:0.01,2666:0.001' differential, the original code's; '0:0.3,50000:0.1' otherwise)"""
     ou_theta: float = 0.15
     """OU mean reversion θ"""
     ou_sigma: float = 0.3
@@ -124,6 +128,8 @@ class Args:
     """environment steps between log entries"""
 
 
+# The differential game uses the original code's settings. Elsewhere (particle tasks, your envs) an update costs
+# ~(batch x particles) network passes per agent, so the defaults trade particles and update rate for speed on a CPU.
 ENV_DEFAULTS = {
     "differential": dict(
         total_timesteps=dict(soft=6_000, deterministic=16_000),
@@ -131,15 +137,25 @@ ENV_DEFAULTS = {
         train_frequency=1,
         batch_size=64,
         gamma=0.99,
+        learning_rate=3e-4,
         noise_schedule="0:1.0,1600:0.01,2666:0.001",
+        kernel_particles=32,
+        value_particles=16,
+        policy_particles=16,
+        marginal_particles=8,
     ),
     "other": dict(
-        total_timesteps=200_000,
-        learning_starts=10_000,
-        train_frequency=1,
-        batch_size=512,
+        total_timesteps=100_000,
+        learning_starts=5_000,
+        train_frequency=4,
+        batch_size=128,
         gamma=0.95,
-        noise_schedule="0:0.3,100000:0.1",
+        learning_rate=1e-3,
+        noise_schedule="0:0.3,50000:0.1",
+        kernel_particles=16,
+        value_particles=8,
+        policy_particles=8,
+        marginal_particles=4,
     ),
 }
 

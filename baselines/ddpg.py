@@ -54,19 +54,19 @@ class Args:
 
     # Training: the same fields and per-env defaults as pr2_continuous.py (ENV_DEFAULTS)
     total_timesteps: int | None = None
-    """environment steps (default: 16,000 differential; 200,000 otherwise)"""
+    """environment steps (default: 16,000 differential; 100,000 otherwise)"""
     learning_starts: int | None = None
-    """environment steps before the first gradient step (default: 1,000 differential; 10,000 otherwise)"""
+    """environment steps before the first gradient step (default: 1,000 differential; 5,000 otherwise)"""
     train_frequency: int | None = None
-    """environment steps per gradient step (default: 1)"""
+    """environment steps per gradient step (default: 1 differential; 4 otherwise)"""
     batch_size: int | None = None
-    """minibatch size (default: 64 differential; 512 otherwise)"""
+    """minibatch size (default: 64 differential; 128 otherwise)"""
     buffer_size: int = 1_000_000
     """replay buffer capacity (joint transitions)"""
     gamma: float | None = None
     """discount factor (default: 0.99 differential, where it has no effect; 0.95 otherwise)"""
-    learning_rate: float = 3e-4
-    """Adam learning rate of every network"""
+    learning_rate: float | None = None
+    """Adam learning rate of every network (default: 3e-4 differential, the original code's; 1e-3 otherwise)"""
     tau: float = 0.01
     """Polyak rate of the target networks"""
     target_update_interval: int = 5
@@ -95,15 +95,17 @@ ENV_DEFAULTS = {
         train_frequency=1,
         batch_size=64,
         gamma=0.99,
+        learning_rate=3e-4,
         noise_schedule="0:1.0,1600:0.01,2666:0.001",
     ),
     "other": dict(
-        total_timesteps=200_000,
-        learning_starts=10_000,
-        train_frequency=1,
-        batch_size=512,
+        total_timesteps=100_000,
+        learning_starts=5_000,
+        train_frequency=4,
+        batch_size=128,
         gamma=0.95,
-        noise_schedule="0:0.3,100000:0.1",
+        learning_rate=1e-3,
+        noise_schedule="0:0.3,50000:0.1",
     ),
 }
 
