@@ -38,12 +38,21 @@ def prepare(folder: Path):
 
 
 def execute(command: list[str], cwd: str) -> dict:
-    """Run one training command in `cwd` and report how it went. Standard library only, so that a cluster worker
-    (e.g. a Ray task) can run it without this repository's imports."""
+    """Run one training command in `cwd` and report how it went, with its wall time and its own CPU time (user +
+    system; unlike wall time, it does not grow when other processes share the cores). Standard library only, so
+    that a cluster worker (e.g. a Ray task) can run it without this repository's imports."""
     start = time.time()
     env = dict(os.environ, PYTHONHASHSEED="0")
-    process = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
-    return dict(returncode=process.returncode, output=process.stdout + process.stderr, wall_time=time.time() - start)
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return dict(
+        returncode=process.returncode,
+        output=output,
+        wall_time=time.time() - start,
+        cpu_time=usage.ru_utime + usage.ru_stime,
+    )
 
 
 def finish(folder: Path, command: list[str], outcome: dict) -> Path:
@@ -81,21 +90,26 @@ def versions() -> str:
 
 
 # ---------------------------------------------------------------- the differential game
-def learning_path(scalars: dict) -> list[tuple[int, float, float]]:
-    """The noise-free joint action over training, in env units: [(step, a¹, a²), ...] from charts/action/<agent>."""
-    return [
-        (step, a1 * ACTION_SCALE, a2 * ACTION_SCALE)
-        for (step, a1), (_, a2) in zip(scalars["charts/action/agent_0"], scalars["charts/action/agent_1"])
-    ]
+def learning_path(scalars: dict) -> list[tuple]:
+    """The noise-free joint action over training in env units, [(step, a¹, a², ...), ...], from charts/action/*."""
+    n_agents = sum(tag.startswith("charts/action/agent_") for tag in scalars)
+    series = [scalars[f"charts/action/agent_{i}"] for i in range(n_agents)]
+    return [(points[0][0], *(value * ACTION_SCALE for _, value in points)) for points in zip(*series)]
 
 
-def differential_outcome(path: list, formula: str) -> dict:
+def split_formula(scenario: str) -> tuple[str, int]:
+    """'paper' -> ('paper', 2); 'code_n3' -> ('code', 3): the --scenario of the differential game."""
+    formula, _, n_agents = scenario.partition("_n")
+    return formula, int(n_agents or 2)
+
+
+def differential_outcome(path: list, scenario: str) -> dict:
     """Where the learning path ends, its reward, and whether that is the global optimum (within SUCCESS_RADIUS)."""
-    _, a1, a2 = path[-1]
+    a1, a2, *others = path[-1][1:]
     return dict(
-        final_action=[a1, a2],
-        reward=float(differential_reward(a1, a2, formula)),
-        success=bool(np.hypot(a1 - 5, a2 - 5) <= SUCCESS_RADIUS),
+        final_action=[a1, a2, *others],
+        reward=float(differential_reward(a1, a2, split_formula(scenario)[0], others)),
+        success=bool(np.linalg.norm(np.array(path[-1][1:]) - 5) <= SUCCESS_RADIUS),
     )
 
 
@@ -108,7 +122,8 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
     import matplotlib.pyplot as plt
 
     grid = np.linspace(-10, 10, 401)
-    landscape = differential_reward(grid[None, :], grid[:, None], formula)
+    formula, n_agents = split_formula(formula)  # with more agents: the slice where the others play 5
+    landscape = differential_reward(grid[None, :], grid[:, None], formula, [5.0] * (n_agents - 2))
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5), squeeze=False)
     for ax, (label, rows) in zip(axes[0], results.items()):
         contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")

@@ -14,11 +14,13 @@ A configuration is `label=script:flag,flag,...` (flags comma-separated, as the s
 """
 
 import concurrent.futures
+import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import tyro
 
@@ -70,8 +72,8 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
 def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
     """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
     checkpoint = torch.load(checkpoint_path, weights_only=False)
-    if "agents" not in checkpoint or "policy" not in checkpoint["args"]:  # not a pr2_continuous.py checkpoint
-        return []
+    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [])) != 2:
+        return []  # not a two-agent pr2_continuous.py checkpoint
     import pr2_continuous
 
     hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"].get("policy") == "soft"
@@ -98,12 +100,12 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
         return result
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
     command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
-    timing = folder / "wall_time.txt"  # written when training finished: only the summary below is left to do
+    timing = folder / "timing.json"  # written when training finished: only the summary below is left to do
     if not timing.exists():
         prepare(folder)  # a run that was interrupted starts again from scratch
         outcome = execute(command, str(folder))
         finish(folder, command, outcome)
-        timing.write_text(str(outcome["wall_time"]))
+        timing.write_text(json.dumps({key: outcome[key] for key in ("wall_time", "cpu_time")}))
     run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
     scalars = read_scalars(str(run_dir))
     path = learning_path(scalars)
@@ -113,7 +115,7 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
         command=display_command(command),
         **differential_outcome(path, args.formula),
         critic_max=critic_maximum(next(run_dir.glob("*.pt"))),
-        wall_time=float(timing.read_text()),
+        **json.loads(timing.read_text()),
         sps=scalars["charts/SPS"][-1][1],
         path=path,
     )
@@ -122,35 +124,46 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
 
 
 def write_table(results: dict, args: Args, path: Path, picture: Path):
+    n_seeds = len(args.seeds)
     lines = [
-        f"# Differential game ({args.formula} formula): {len(args.seeds)} seeds per configuration",
+        f"# Differential game (--scenario {args.formula}): {n_seeds} seeds per configuration",
         "",
         f"Command: `python benchmarks/differential_game.py {' '.join(sys.argv[1:])}`  ",
         f"Software: {versions()}. Each run on one thread, {args.workers} runs at a time.  ",
         f"Success: final noise-free joint action within {SUCCESS_RADIUS:g} env unit of the global optimum (5, 5).  ",
-        "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) peaks on a 201×201 grid, and its value.",
+        "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) peaks on a 201×201 grid, and its value.  ",
+        "CPU time: user + system time of the run's process (wall time grows when other processes share the cores).",
         "",
         f"![learning paths]({picture.name})",
         "",
+        "| configuration | global optimum | mean final reward | mean CPU time per seed |",
+        "|---|---|---|---|",
     ]
     for label, rows in results.items():
+        cpu = [r["cpu_time"] for r in rows if "cpu_time" in r]
+        lines.append(
+            f"| {label} | {sum(r['success'] for r in rows)}/{len(rows)} | {np.mean([r['reward'] for r in rows]):.2f} "
+            f"| {f'{np.mean(cpu):.0f} s' if cpu else 'not recorded'} |"
+        )
+    lines.append("")
+    for label, rows in results.items():
         rows = sorted(rows, key=lambda r: r["seed"])
-        wins = sum(r["success"] for r in rows)
         lines += [
-            f"## {label}: global optimum in {wins}/{len(rows)} seeds",
+            f"## {label}: global optimum in {sum(r['success'] for r in rows)}/{len(rows)} seeds",
             "",
             "`" + rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ") + "`",
             "",
             "| seed | final joint action | reward | global optimum | critic max agent 0 | critic max agent 1 "
-            "| wall time | SPS |",
-            "|---|---|---|---|---|---|---|---|",
+            "| CPU time | wall time | SPS |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             critic = [f"({m[0]:+.1f}, {m[1]:+.1f}): {m[2]:.1f}" for m in r["critic_max"]] or ["n/a", "n/a"]
-            a1, a2 = r["final_action"]
+            action = ", ".join(f"{a:+.2f}" for a in r["final_action"])
+            cpu = f"{r['cpu_time']:.0f} s" if "cpu_time" in r else "–"
             lines.append(
-                f"| {r['seed']} | ({a1:+.2f}, {a2:+.2f}) | {r['reward']:.2f} | {'yes' if r['success'] else 'no'} "
-                f"| {critic[0]} | {critic[1]} | {r['wall_time']:.0f} s | {r['sps']:.0f} |"
+                f"| {r['seed']} | ({action}) | {r['reward']:.2f} | {'yes' if r['success'] else 'no'} "
+                f"| {critic[0]} | {critic[1]} | {cpu} | {r['wall_time']:.0f} s | {r['sps']:.0f} |"
             )
         lines.append("")
     path.write_text("\n".join(lines))
