@@ -88,8 +88,9 @@ class Args:
     """'soft': an energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) over the soft marginal value computed from ρ's
     responses, sampled by amortised SVGD, with an annealed α (our variant, README 'Escaping the local optimum');
     'deterministic': the original PR2-AC (deterministic actor, OU exploration, constant α)"""
-    alpha: float = 0.5
-    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed"""
+    alpha: float | None = None
+    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed
+    (default: 0.5, the paper's; 0.1 for the soft policy outside the differential game, whose rewards are smaller)"""
     alpha_start: float | None = None
     """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default: 40 × --alpha
     with the soft policy; --alpha, i.e. no annealing, with the deterministic one)"""
@@ -138,6 +139,7 @@ ENV_DEFAULTS = {
         batch_size=64,
         gamma=0.99,
         learning_rate=3e-4,
+        alpha=0.5,
         noise_schedule="0:1.0,1600:0.01,2666:0.001",
         kernel_particles=32,
         value_particles=16,
@@ -151,6 +153,7 @@ ENV_DEFAULTS = {
         batch_size=128,
         gamma=0.95,
         learning_rate=1e-3,
+        alpha=dict(soft=0.1, deterministic=0.5),
         noise_schedule="0:0.3,50000:0.1",
         kernel_particles=16,
         value_particles=8,
@@ -369,11 +372,14 @@ class ReplayBuffer:
 
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
-def soft_value(q_values, alpha: float, log_volume: float):
-    """Eq. 11: α·log ∫ exp(Q/α) da^-i, estimated from M uniform samples b_k ~ U[-1, 1]^d (importance sampling):
-    α·(logsumexp_k(Q_k/α) - log M + d·log 2). q_values [B, M] -> [B]."""
-    m = q_values.shape[-1]
-    return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(m) + log_volume)
+def soft_value(q_values, alpha: float):
+    """Eq. 11, α·log ∫ exp(Q/α) da^-i, taken relative to the uniform measure on [-1, 1]^d and estimated from M
+    samples b_k: α·log mean_k exp(Q_k/α). q_values [B, M] -> [B].
+
+    The original code also adds the log-volume d·log 2: a constant that only shifts every Q by α·d·log 2/(1 - γ),
+    and would shift it again each time α is annealed, so we leave it out (README, item 9).
+    """
+    return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(q_values.shape[-1]))
 
 
 def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args):
@@ -396,7 +402,7 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
             )
             uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=obs.device) - 1  # shared by the batch
             next_q = agent.target_joint_critic(next_obs[:, None], next_action[:, None], uniform[None]).squeeze(-1)
-            next_value = soft_value(next_q, alpha, agent.opp_dim * np.log(2.0))
+            next_value = soft_value(next_q, alpha)
         y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
     q = agent.joint_critic(obs, own, opponents).squeeze(-1)
     q_individual = agent.individual_critic(obs, own).squeeze(-1)
@@ -448,17 +454,16 @@ def soft_marginal(agent: PR2Agent, obs, own, alpha: float, args: Args):
     obs [B, o], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
     a^i, so the value of an own action is what ρ predicts the others do in response to it, and the gradient in a^i
     flows through ρ's response too; this is the original code's soft-max actor objective (item 3 in the README),
-    evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d importance-weighted as in the critic target.
+    evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d as in the critic target (Eq. 11 proper).
     """
     n_samples = args.marginal_particles
     if args.soft_marginal == "rho":
         noise = torch.randn(*own.shape[:2], n_samples, agent.opp_dim, device=obs.device)
         opponents = agent.opponent_model(obs[:, None, None], own[:, :, None], noise)
-        q = agent.joint_critic(obs[:, None, None], own[:, :, None], opponents).squeeze(-1)
-        return alpha * (torch.logsumexp(q / alpha, -1) - np.log(n_samples))
-    uniform = 2 * torch.rand(n_samples, agent.opp_dim, device=obs.device) - 1
-    q = agent.joint_critic(obs[:, None, None], own[:, :, None], uniform).squeeze(-1)
-    return soft_value(q, alpha, agent.opp_dim * np.log(2.0))
+    else:
+        opponents = 2 * torch.rand(n_samples, agent.opp_dim, device=obs.device) - 1
+    q = agent.joint_critic(obs[:, None, None], own[:, :, None], opponents).squeeze(-1)
+    return soft_value(q, alpha)
 
 
 def soft_policy_loss(agent: PR2Agent, obs, alpha: float, args: Args):

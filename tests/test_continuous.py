@@ -119,11 +119,13 @@ def test_replay_buffer_wraps_around_and_keeps_the_newest():
 
 
 # ---------------------------------------------------------------- losses
-def test_soft_value_is_alpha_log_mean_exp_plus_log_volume():
+def test_soft_value_is_alpha_log_mean_exp():
     q = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
-    alpha, d = 0.5, 2
-    expected = alpha * (math.log(np.mean(np.exp(np.array([0.0, 1.0, 2.0, 3.0]) / alpha))) + d * math.log(2))
-    assert pr2.soft_value(q, alpha, d * math.log(2)).item() == pytest.approx(expected, rel=1e-6)
+    alpha = 0.5
+    expected = alpha * math.log(np.mean(np.exp(np.array([0.0, 1.0, 2.0, 3.0]) / alpha)))
+    assert pr2.soft_value(q, alpha).item() == pytest.approx(expected, rel=1e-6)
+    assert pr2.soft_value(q, 100.0).item() == pytest.approx(1.5, abs=0.01)  # hot: the mean
+    assert pr2.soft_value(q, 0.01).item() == pytest.approx(3.0 - 0.01 * math.log(4), abs=1e-4)  # cold: the max
 
 
 def test_actor_surrogate_has_the_gradient_of_the_objective_and_leaves_the_critic_alone():
