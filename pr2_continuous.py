@@ -258,6 +258,9 @@ class PR2Agent(nn.Module):
         self.target_joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
         self.target_actor.load_state_dict(self.actor.state_dict())
         self.target_joint_critic.load_state_dict(self.joint_critic.state_dict())
+        if stochastic:  # fixed noise for the soft policy's mean action: evaluation draws nothing from the global RNG
+            noise = torch.randn(64, act_dim, generator=torch.Generator().manual_seed(0))
+            self.register_buffer("mean_action_noise", noise)
         for target in (self.target_actor, self.target_joint_critic):
             target.requires_grad_(False)
 
@@ -272,13 +275,13 @@ class PR2Agent(nn.Module):
         return (self.target_actor if target else self.actor)(obs[:, None], noise)
 
     def act(self, obs, explore: bool):
-        """The action at obs [.., o]: μ(s) (deterministic), a sample of π (soft), or π's median π(s, ξ=0) (soft, no
-        exploration)."""
+        """The action at obs [.., o]: μ(s) (deterministic); a sample of π, or without exploration π's mean action
+        (over 64 fixed noise draws, like the mean of SAC's Gaussian), for the soft policy."""
         if not self.stochastic:
             return self.actor(obs)
-        noise_shape = (*obs.shape[:-1], self.act_dim)
-        noise = torch.randn(noise_shape, device=obs.device) if explore else torch.zeros(noise_shape, device=obs.device)
-        return self.actor(obs, noise)
+        if not explore:
+            return self.actor(obs[..., None, :], self.mean_action_noise).mean(-2)
+        return self.actor(obs, torch.randn(*obs.shape[:-1], self.act_dim, device=obs.device))
 
 
 # ALGO LOGIC: the SVGD sampler (Liu & Wang 2016), amortised as in soft Q-learning (Haarnoja et al. 2017).
@@ -574,7 +577,7 @@ def episode_seed(seed: int, episode: int) -> int:
 
 @torch.no_grad()
 def evaluate(agents, args: Args, device, video_dir: str | None = None) -> list[float]:
-    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies (μ(s), or π(s, ξ=0))."""
+    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies (μ(s), or π's mean action)."""
     env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
     names, returns = env.possible_agents, []
     for episode in range(args.eval_episodes):
