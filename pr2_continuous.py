@@ -1,6 +1,6 @@
-# PR2-AC: Probabilistic Recursive Reasoning actor-critic (Wen et al., ICLR 2019, arXiv 1901.09207).
-# Continuous actions. Docs, results and deviations from the paper: README.md.
-# One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop.
+# PR2 for continuous actions: Probabilistic Recursive Reasoning (Wen et al., ICLR 2019, arXiv 1901.09207).
+# --policy deterministic is the original PR2-AC; --policy soft (default) is our variant with an energy-based policy.
+# One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop. Docs and results: README.md.
 import os
 import random
 import signal
