@@ -778,8 +778,11 @@ def main(args: Args, checkpoint: dict | None = None):
             if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
                 with torch.no_grad():
                     for i, name in enumerate(names):
-                        action = agents[i].act(torch.as_tensor(obs[name], device=device), explore=False).item()
-                        writer.add_scalar(f"charts/action/{name}", action, step)
+                        observation = torch.as_tensor(obs[name], device=device)
+                        writer.add_scalar(f"charts/action/{name}", agents[i].act(observation, False).item(), step)
+                        if agents[i].stochastic:  # how widely the soft policy still explores
+                            samples = agents[i].actor(observation[None], agents[i].mean_action_noise)
+                            writer.add_scalar(f"charts/action_std/{name}", samples.std().item(), step)
             if losses is not None:
                 for i, agent_losses in losses.items():
                     for key, value in agent_losses.items():
