@@ -99,12 +99,10 @@ class Args:
     soft_marginal: Literal["rho", "uniform"] = "rho"
     """soft policy: the opponent samples behind Q^i(s, a^i): 'rho' draws them from ρ(·|s, a^i) conditioned on the
     candidate own action (level-1 reasoning); 'uniform' draws them uniformly (the ablation without ρ)"""
-    policy_particles: int | None = None
-    """soft policy: particles of π per state in its SVGD update, split like ρ's (default: 16 differential;
-    8 otherwise)"""
-    marginal_particles: int | None = None
-    """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i) (default: 8
-    differential; 4 otherwise)"""
+    policy_particles: int = 8
+    """soft policy: particles of π per state in its SVGD update, split like ρ's"""
+    marginal_particles: int = 4
+    """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
     value_particles: int | None = None
     """M: opponent samples for the soft value and the actor objective (default: 16 differential, the original code's;
     8 otherwise)"""
@@ -143,8 +141,6 @@ ENV_DEFAULTS = {
         noise_schedule="0:1.0,1600:0.01,2666:0.001",
         kernel_particles=32,
         value_particles=16,
-        policy_particles=16,
-        marginal_particles=8,
     ),
     "other": dict(
         total_timesteps=100_000,
@@ -157,8 +153,6 @@ ENV_DEFAULTS = {
         noise_schedule="0:0.3,50000:0.1",
         kernel_particles=16,
         value_particles=8,
-        policy_particles=8,
-        marginal_particles=4,
     ),
 }
 

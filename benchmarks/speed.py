@@ -4,8 +4,9 @@
 
 Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
 `update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
-Whole training runs are slower than this by the environment steps and logging (see charts/SPS in their logs).
-Run it on an otherwise idle machine: other processes on the same cores distort the numbers.
+The rate is taken over the process's CPU time (one thread), which time-slicing with other processes does not
+inflate; wall-clock rates are listed too. Whole training runs are slower than this by the environment steps and
+logging (see charts/SPS in their logs).
 """
 
 import platform
@@ -44,7 +45,8 @@ class Args:
     """where the markdown table goes"""
 
 
-def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[float, int]:
+def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[float, float, int]:
+    """(steps per CPU second, steps per wall-clock second, batch size) of one configuration."""
     torch.manual_seed(0)
     np.random.seed(0)
     args = pr2.resolve_args(pr2.Args(env=env_name, policy=policy))
@@ -65,10 +67,10 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[f
         )
     for _ in range(10):  # warm-up
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
-    return steps / (time.perf_counter() - start), args.batch_size
+    return steps / (time.process_time() - start_cpu), steps / (time.perf_counter() - start), args.batch_size
 
 
 def main(args: Args):
@@ -77,8 +79,9 @@ def main(args: Args):
     for config in args.configs:
         env_name, policy = config.split(":")
         results = [gradient_steps_per_second(env_name, policy, args.steps) for _ in range(args.repeats)]
-        rate, batch = statistics.median(r[0] for r in results), results[0][1]
-        rows.append(f"| {env_name} | {policy} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms |")
+        rate, wall_rate = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+        batch = results[0][2]
+        rows.append(f"| {env_name} | {policy} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms | {wall_rate:.0f} |")
         print(rows[-1], flush=True)
     lines = [
         "# Gradient steps per second of `pr2_continuous.py` (one process, one thread)",
@@ -87,8 +90,8 @@ def main(args: Args):
         f"torch {torch.__version__}, Python {platform.python_version()}, {platform.processor() or platform.machine()}; "
         f"median of {args.repeats} × {args.steps} steps. One gradient step updates every agent's four networks.",
         "",
-        "| env | policy | batch | gradient steps/s | time per step |",
-        "|---|---|---|---|---|",
+        "| env | policy | batch | gradient steps per CPU second | CPU time per step | per wall-clock second |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
     ]
