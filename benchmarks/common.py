@@ -124,8 +124,12 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
     grid = np.linspace(-10, 10, 401)
     formula, n_agents = split_formula(formula)  # with more agents: the slice where the others play 5
     landscape = differential_reward(grid[None, :], grid[:, None], formula, [5.0] * (n_agents - 2))
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 5), squeeze=False)
-    for ax, (label, rows) in zip(axes[0], results.items()):
+    n_cols = min(len(results), 4)
+    n_rows = -(-len(results) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 5 * n_rows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.axis("off")
+    for ax, (label, rows) in zip(axes.flat, results.items()):
         contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")
         for r in sorted(rows, key=lambda r: r["seed"]):
             trajectory = np.array(r["path"])
@@ -136,7 +140,7 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
         wins = sum(r["success"] for r in rows)
         ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
         ax.set_aspect("equal")
-    fig.colorbar(contour, ax=axes[0].tolist(), label="reward", shrink=0.8)
+    fig.colorbar(contour, ax=axes.ravel().tolist(), label="reward", shrink=0.8)
     fig.suptitle(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
