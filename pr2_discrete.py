@@ -140,16 +140,21 @@ def mlp(n_in: int, n_out: int, hidden: int) -> nn.Sequential:
 class JointCritic(nn.Module):
     """Q^i(o^i, a^i, a^-i) for every own action a^i at once.
 
-    | input  | obs `[..., obs_dim]`, one-hot opponent actions `[..., sum_j n_j]` |
-    | output | `[..., n_i]`: one value per own action                            |
+    | input  | obs `[..., obs_dim]`, one-hot opponent actions `[..., sum_j n_j]` (broadcastable) |
+    | output | `[..., n_i]`: one value per own action                                            |
+
+    The first layer sums a linear map of each input (= one linear map of their concatenation), as the original
+    code does; a batch of observations `[B, 1, d]` then broadcasts against all joint actions `[1, N, sum_j n_j]`.
     """
 
     def __init__(self, obs_dim: int, opp_sizes: list[int], n_actions: int, hidden: int):
         super().__init__()
-        self.net = mlp(obs_dim + sum(opp_sizes), n_actions, hidden)
+        self.obs_layer = nn.Linear(obs_dim, hidden)
+        self.opp_layer = nn.Linear(sum(opp_sizes), hidden, bias=False)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
 
     def forward(self, obs, opp_onehot):
-        return self.net(torch.cat([obs, opp_onehot], -1))
+        return self.head(self.obs_layer(obs) + self.opp_layer(opp_onehot))
 
 
 class OpponentModel(nn.Module):
@@ -240,10 +245,8 @@ def opponent_candidates(log_rho: list[torch.Tensor], joint: torch.Tensor | None,
 def joint_q_values(critic: JointCritic, obs: torch.Tensor, cand: torch.Tensor, opp_sizes: list[int]):
     """Q(o, a^i, a^-i) for every own action and candidate: obs `[B, d]`, cand as above -> `[B, n_i, M]`."""
     if cand.dim() == 2:  # the same candidates for every state and own action
-        onehot = one_hot_joint(cand, opp_sizes).expand(obs.shape[0], -1, -1)
-        return critic(obs[:, None].expand(-1, cand.shape[0], -1), onehot).transpose(1, 2)
-    n_own, k = cand.shape[1:3]
-    q = critic(obs[:, None, None].expand(-1, n_own, k, -1), one_hot_joint(cand, opp_sizes))  # [B, n_i, K, n_i]
+        return critic(obs[:, None], one_hot_joint(cand, opp_sizes)[None]).transpose(1, 2)
+    q = critic(obs[:, None, None], one_hot_joint(cand, opp_sizes))  # [B, n_i, K, n_i]
     return q.diagonal(dim1=1, dim2=3).transpose(1, 2)  # Q at the own action each candidate was drawn for
 
 
