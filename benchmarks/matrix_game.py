@@ -102,7 +102,7 @@ def main():
     (cli.out / "matrix_game.md").write_text("\n".join(lines) + "\n")
 
     # figure in the style of Fig. 3: learning paths, policies over time, opponent models over time
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
     ax = axes[0]
     for i, seed in enumerate(cli.seeds):
         p = traces["empirical"][seed]["policy"]
@@ -110,8 +110,12 @@ def main():
         p = traces["eq12"][seed]["policy"]
         ax.plot(p[:, 0], p[:, 1], color="tab:red", lw=0.8, alpha=0.6, label="PR2-Q, Eq. 12 rho" if i == 0 else None)
     ax.plot(iga_path[:, 0], iga_path[:, 1], color="tab:gray", lw=0.8, label="IGA from (0, 0.9)")
+    for m, color in (("empirical", "tab:blue"), ("eq12", "tab:red")):
+        ends = np.array([traces[m][s]["policy"][-100:].mean(0) for s in cli.seeds])
+        ax.plot(ends[:, 0], ends[:, 1], "o", color=color, mec="k", ms=6, label=f"{m}: last-100 means")
     ax.plot(0.5, 0.5, "k*", ms=12, label="Nash equilibrium")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="pi^1(a=0)", ylabel="pi^2(a=0)", title="(a) learning paths")
+    ax.set_aspect("equal")
     ax.legend(fontsize=7, loc="lower right")
     first = cli.seeds[0]
     steps = np.arange(1, cli.iterations + 1)
@@ -125,16 +129,16 @@ def main():
         strict=True,
     ):
         for k, agent in enumerate(AGENTS):
-            ax.plot(steps, series[:, k], lw=1, label=f"{agent}")
+            ax.plot(steps, series[:, k], lw=1, label=f"{agent}" if ax is axes[2] else f"{agent}: pi(a=0)")
         ax.axhline(0.5, color="k", lw=0.5, ls=":")
         ax.set(ylim=(-0.02, 1.02), xlabel="iteration", title=title)
     axes[1].plot(np.arange(len(iga_path)), iga_path[:, 0], color="tab:gray", lw=0.8, ls="--", label="IGA agent_0")
     axes[1].plot(np.arange(len(iga_path)), iga_path[:, 1], color="tab:gray", lw=0.8, ls=":", label="IGA agent_1")
     axes[1].set_ylabel("pi(a=0)")
-    axes[2].set_ylabel("model of the opponent's P(a=0)")
+    axes[2].set_ylabel("each agent's model of the opponent's P(a=0)")
     eq12_models = traces["eq12"][first]["opponent_model"]
     for k, agent in enumerate(AGENTS):
-        axes[3].plot(steps, eq12_models[:, k], lw=1, ls="--", label=f"{agent}'s opponent model")
+        axes[3].plot(steps, eq12_models[:, k], lw=1, ls="--", label=f"{agent}'s model of the opponent's P(a=0)")
     for ax in axes[1:]:
         ax.legend(fontsize=7)
     fig.tight_layout()
