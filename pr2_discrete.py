@@ -74,7 +74,7 @@ class Args:
     anneal_fraction: float = 0.5
     """fraction of `total_timesteps` over which the temperature anneals (deep)"""
     total_timesteps: int | None = None
-    """environment steps (default: 1,000 for pr2q, 50,000 for deep: about 9 minutes on one CPU core)"""
+    """environment steps (default: 1,000 for pr2q; 40,000 for deep, about 8 minutes on one CPU core)"""
     learning_starts: int | None = None
     """deep: uniformly random actions and no training before this step (default: 0 for matrix, 2,000 else)"""
     batch_size: int = 256
@@ -107,7 +107,7 @@ def resolve_defaults(args: Args) -> Args:
     args.temperature = args.temperature if args.temperature is not None else 1.0
     if args.temperature_end is None:
         args.temperature_end = args.temperature if pr2q else 0.01
-    args.total_timesteps = args.total_timesteps if args.total_timesteps is not None else (1_000 if pr2q else 50_000)
+    args.total_timesteps = args.total_timesteps if args.total_timesteps is not None else (1_000 if pr2q else 40_000)
     args.learning_starts = args.learning_starts if args.learning_starts is not None else (0 if matrix else 2_000)
     args.log_every = args.log_every if args.log_every is not None else (1 if matrix else 100)
     problems = [
