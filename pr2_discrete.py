@@ -193,7 +193,7 @@ def soft_marginal_q(q: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def eq12_opponent_model(q: torch.Tensor, alpha: float) -> torch.Tensor:
     """Eq. 12: rho(a^-i|s,a^i) = exp((Q(s,a^i,a^-i) - Q(s,a^i)) / alpha), normalised over the OPPONENT's actions
-    (the last axis; the original code's softmax ran over the own actions, spec §5.6). `[..., n_opp]` -> same."""
+    (the last axis; the original code's softmax ran over the own actions). `[..., n_opp]` -> same."""
     return torch.exp((q - soft_marginal_q(q, alpha)[..., None]) / alpha)
 
 
@@ -296,7 +296,7 @@ def eq12_opponent_loss(log_p: torch.Tensor, q: torch.Tensor, alpha: float, exact
     return ((f - f.mean(-1, keepdim=True)) * log_p).mean()
 
 
-# ALGO LOGIC: replay buffer (inline; one shared index set for all agents, spec §5.17)
+# ALGO LOGIC: replay buffer (inline; one shared index set for all agents, as the original drivers sample)
 class ReplayBuffer:
     def __init__(self, obs_dims: dict, size: int, rng: np.random.Generator):
         self.agents, self.size, self.rng, self.pos, self.full = list(obs_dims), size, rng, 0, False
@@ -350,7 +350,7 @@ class DeepAgent(nn.Module):
 
 
 class TabularAgent:
-    """PR2-Q (spec §1.6) for one agent of a two-player matrix game: Q(a, o) tables and counts n(a, o)."""
+    """PR2-Q (original code: `RRQAgent`) for one agent of a two-player matrix game: tables Q(a, o) and n(a, o)."""
 
     def __init__(self, n_own: int, n_opp: int, args: Args):
         self.q = torch.rand(n_own, n_opp)  # U[0, 1] as in the original code

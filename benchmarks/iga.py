@@ -1,4 +1,4 @@
-"""IGA, Infinitesimal Gradient Ascent (Singh, Kearns & Mansour 2000), the baseline of PR2's matrix game (spec §2.1).
+"""IGA, Infinitesimal Gradient Ascent (Singh, Kearns & Mansour 2000), the baseline of PR2's matrix game (Sec. 5.1).
 
 Each player of a two-player, two-action game holds p = pi(a = 0) and takes a simultaneous gradient step on its own
 expected payoff, clipped to [0, 1]. The original code runs it from (0, 0.9) with step 0.01 for 1,000 iterations.

@@ -1,4 +1,4 @@
-"""Benchmark: PR2-Q vs IGA on the paper's iterated matrix game (Wen et al. 2019, Sec. 5.1, Fig. 3; spec §2.1).
+"""Benchmark: PR2-Q vs IGA on the paper's iterated matrix game (Wen et al. 2019, Sec. 5.1, Fig. 3).
 
 Runs `pr2_discrete.py --env matrix` (tabular PR2-Q) for each seed with both opponent models (the empirical count
 model and Eq. 12), reads pi(a=0) back from TensorBoard, runs IGA from (0, 0.9), and writes a markdown table and a

@@ -47,7 +47,7 @@ def test_count_model_matches_hand_computed_frequencies():
 
 
 def test_pr2q_policy_with_eq12_model_is_the_predicted_0_755():
-    """Hand computation (spec §1.6): Qbar(0) = 3 e^3/(1+e^3), Qbar(1) = (e + 2e^2)/(e + e^2); pi(0) = sigmoid(diff)."""
+    """Hand computation: Qbar(0) = 3 e^3/(1+e^3), Qbar(1) = (e + 2e^2)/(e + e^2); pi(0) = sigmoid(diff)."""
     agent = pr2.TabularAgent(2, 2, pr2.Args(opponent_model="eq12", alpha=1.0, temperature=1.0))
     agent.q = R1.clone()
     e = math.exp

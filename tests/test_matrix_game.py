@@ -43,7 +43,7 @@ def test_pr2q_logs_policies_and_opponent_models(tmp_path):
 
 
 def test_pr2q_eq12_locks_at_the_predicted_point_not_nash(tmp_path):
-    """Spec §1.6/§5.7: with the Eq. 12 opponent model both agents settle at pi(a=0) = 0.755."""
+    """With the Eq. 12 opponent model both agents settle at pi(a=0) = 0.755, not at the Nash equilibrium."""
     run_ok(SCRIPT, "--env", "matrix", "--opponent-model", "eq12", "--total-timesteps", "300", cwd=tmp_path)
     scalars = finite_scalars(the_run_dir(tmp_path), ["charts/policy/agent_0", "charts/policy/agent_1"])
     for agent in ("agent_0", "agent_1"):
