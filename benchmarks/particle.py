@@ -8,7 +8,7 @@ writes a markdown table and a learning-curve figure to `benchmarks/results/`.
     python benchmarks/particle.py --seeds 1 2 3 --exp-name pr2_eq12 -- --opponent-model eq12
 
 Everything after `--` is passed to pr2_discrete.py. Wall time depends on what else runs on the machine; CPU time
-(user + system of the run's process) does not, so the "within 10 minutes of CPU" target is judged on it.
+(user + system of the run's process) depends on it less, but shared cores still inflate it.
 Returns are per agent per 25-step episode (mean over agents).
 "final (train)" is the mean of `charts/episodic_return` over the last 10% of steps (Boltzmann policy at its final
 temperature); "greedy eval" is `eval/episodic_return` (argmax policy) after training.
