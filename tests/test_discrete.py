@@ -1,0 +1,195 @@
+"""pr2_discrete.py: the opponent models, the deep PR2 pieces, and end-to-end runs read back from TensorBoard."""
+
+import importlib.util
+import itertools
+import math
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, finite_scalars, run_ok, run_script, the_run_dir
+from utils.logger import read_scalars
+
+SCRIPT = "pr2_discrete.py"
+_spec = importlib.util.spec_from_file_location("pr2_discrete", ROOT / SCRIPT)
+pr2 = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pr2)  # safe: the script only trains under `if __name__ == "__main__":`
+
+R1 = torch.tensor([[0.0, 3.0], [1.0, 2.0]])  # the paper's game, agent_0's payoffs Q(a, o)
+
+
+# ---------------------------------------------------------------------------------------------
+# PR2-Q opponent models
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 3.0])
+def test_eq12_opponent_model_is_a_softmax_over_the_opponent_actions(alpha):
+    rho = pr2.eq12_opponent_model(R1, alpha)
+    assert torch.allclose(rho.sum(-1), torch.ones(2)), "each row rho(.|a) must sum to 1 over the opponent's actions"
+    e = math.exp
+    expected = [
+        [e(0 / alpha) / (e(0 / alpha) + e(3 / alpha)), e(3 / alpha) / (e(0 / alpha) + e(3 / alpha))],
+        [e(1 / alpha) / (e(1 / alpha) + e(2 / alpha)), e(2 / alpha) / (e(1 / alpha) + e(2 / alpha))],
+    ]
+    assert torch.allclose(rho, torch.tensor(expected), atol=1e-6)
+    assert not torch.allclose(rho.sum(0), torch.ones(2)), "normalised over the own actions (the original bug)"
+
+
+def test_eq11_soft_marginal_is_the_log_normaliser_of_eq12():
+    v = pr2.soft_marginal_q(R1, 0.5)
+    assert torch.allclose(v, 0.5 * torch.log(torch.exp(R1 / 0.5).sum(-1)))
+
+
+def test_count_model_matches_hand_computed_frequencies():
+    counts = torch.tensor([[3.0, 1.0], [0.0, 2.0], [0.0, 0.0]])
+    rho = pr2.empirical_opponent_model(counts)
+    expected = torch.tensor([[3 / 4.01, 1 / 4.01], [0.0, 2 / 2.01], [0.0, 0.0]])
+    assert torch.allclose(rho, expected)
+
+
+def test_pr2q_policy_with_eq12_model_is_the_predicted_0_755():
+    """Hand computation: Qbar(0) = 3 e^3/(1+e^3), Qbar(1) = (e + 2e^2)/(e + e^2); pi(0) = sigmoid(diff)."""
+    agent = pr2.TabularAgent(2, 2, pr2.Args(opponent_model="eq12", alpha=1.0, temperature=1.0))
+    agent.q = R1.clone()
+    e = math.exp
+    qbar0, qbar1 = 3 * e(3) / (1 + e(3)), (e(1) + 2 * e(2)) / (e(1) + e(2))
+    assert agent.policy()[0].item() == pytest.approx(1 / (1 + e(qbar1 - qbar0)), abs=1e-6)
+    assert agent.policy()[0].item() == pytest.approx(0.7558, abs=1e-3)
+
+
+def test_pr2q_update_uses_the_original_step_size():
+    agent = pr2.TabularAgent(2, 2, pr2.Args())
+    agent.q.zero_()
+    agent.update(own=1, opp=0, reward=2.0, t=10_000)  # lr = 10000 / 20000 = 0.5
+    assert agent.q[1, 0].item() == pytest.approx(1.0) and agent.counts[1, 0].item() == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# deep PR2 pieces
+# ---------------------------------------------------------------------------------------------
+def test_joint_opponent_actions_enumerate_or_defer_to_sampling():
+    joint = pr2.joint_opponent_actions([2, 3], limit=6)
+    assert joint.tolist() == [list(x) for x in itertools.product(range(2), range(3))]
+    assert pr2.joint_opponent_actions([2, 3], limit=5) is None
+
+
+def test_factorised_rho_is_a_distribution_over_all_joint_actions():
+    torch.manual_seed(0)
+    model = pr2.OpponentModel(obs_dim=4, opp_sizes=[2, 3], n_actions=5, hidden=8)
+    log_p = pr2.joint_log_prob(model(torch.randn(7, 4)), pr2.joint_opponent_actions([2, 3], 100))
+    assert log_p.shape == (7, 5, 6)
+    assert torch.allclose(log_p.exp().sum(-1), torch.ones(7, 5), atol=1e-6)
+
+
+def test_sampled_and_exact_joint_q_values_agree_on_the_same_candidates():
+    """The sampled path evaluates Q at the own action each candidate was drawn for."""
+    torch.manual_seed(0)
+    critic = pr2.JointCritic(obs_dim=3, opp_sizes=[2, 4], n_actions=3, hidden=8)
+    obs = torch.randn(5, 3)
+    cand = torch.stack([torch.randint(0, 2, (5, 3, 6)), torch.randint(0, 4, (5, 3, 6))], -1)  # [B, n_i, K, m]
+    q = pr2.joint_q_values(critic, obs, cand, [2, 4])
+    b, a, k = 4, 2, 5
+    direct = critic(obs[b], pr2.one_hot_joint(cand[b, a, k], [2, 4]))[a]
+    assert q.shape == (5, 3, 6) and q[b, a, k].item() == pytest.approx(direct.item(), abs=1e-6)
+    joint = pr2.joint_opponent_actions([2, 4], 100)
+    q_exact = pr2.joint_q_values(critic, obs, joint, [2, 4])
+    assert torch.allclose(q_exact[b, a, 3], critic(obs[b], pr2.one_hot_joint(joint[3], [2, 4]))[a])
+
+
+def test_eq12_loss_is_the_kl_to_the_boltzmann_target():
+    q = torch.tensor([[[0.0, 3.0, 1.0]]])
+    target = torch.softmax(q / 0.5, -1)
+    assert pr2.eq12_opponent_loss(target.log(), q, 0.5, exact=True).item() == pytest.approx(0.0, abs=1e-6)
+    rho = torch.tensor([[[0.2, 0.5, 0.3]]])
+    kl = (rho * (rho.log() - target.log())).sum().item()
+    assert pr2.eq12_opponent_loss(rho.log(), q, 0.5, exact=True).item() == pytest.approx(kl, abs=1e-6)
+
+
+def test_critic_target_uses_the_soft_value_of_eq11_with_the_eq12_model():
+    """With rho = Eq. 12, E_rho[Q - alpha log rho] = alpha logsumexp(Q / alpha) (Theorem 1)."""
+    q_next = torch.tensor([[[0.0, 3.0], [1.0, 2.0]]])  # [B=1, n_i=2, M=2]
+    log_rho = pr2.eq12_opponent_model(q_next, 0.7).log()
+    pi = pr2.boltzmann_policy(pr2.level1_q(q_next, log_rho.exp()), 2.0)
+    v = (pi * pr2.soft_marginal_q(q_next, 0.7)).sum()
+    q_taken = torch.zeros(1)
+    loss = pr2.critic_loss(q_taken, torch.ones(1), torch.zeros(1), q_next, log_rho, log_rho, 0.9, 2.0, 0.7)
+    assert loss.item() == pytest.approx(0.5 * (1 + 0.9 * v.item()) ** 2, rel=1e-5)
+
+
+def test_nan_loss_stops_with_the_loss_name_and_step():
+    with pytest.raises(SystemExit, match=r"critic_loss/agent_0 became nan at step 42"):
+        pr2.check_finite("critic_loss/agent_0", float("nan"), 42)
+
+
+# ---------------------------------------------------------------------------------------------
+# end-to-end runs
+# ---------------------------------------------------------------------------------------------
+TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "25")
+DEEP_TAGS = [
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "losses/critic_loss/agent_0",
+    "losses/opponent_model_loss/agent_0",
+]
+
+
+def test_deep_pr2_on_simple_spread_logs_cleanrl_metrics(tmp_path):
+    run_ok(SCRIPT, "--env", "particle", "--scenario", "simple_spread", *TINY, cwd=tmp_path)
+    tags = DEEP_TAGS + [f"charts/episodic_return/agent_{i}" for i in range(3)] + ["losses/critic_loss/agent_2"]
+    scalars = finite_scalars(the_run_dir(tmp_path), tags)
+    assert [n for _, n in scalars["charts/episodic_length"]] == [25.0] * 6
+
+
+def test_user_factory_with_heterogeneous_agents(tmp_path):
+    """simple_adversary through `--env module:factory`: observation sizes 8 vs 10."""
+    run_ok(SCRIPT, "--env", "mpe2.simple_adversary_v3:parallel_env", *TINY, cwd=tmp_path)
+    finite_scalars(the_run_dir(tmp_path), DEEP_TAGS + ["losses/critic_loss/adversary_0", "losses/critic_loss/agent_1"])
+
+
+def test_eq12_model_with_sampled_opponent_actions_and_save_model(tmp_path):
+    """--exact-limit 10 < 25 joint opponent actions forces the sampled path; then save and evaluate."""
+    flags = ("--opponent-model", "eq12", "--exact-limit", "10", "--save-model", "--eval-episodes", "2")
+    run_ok(SCRIPT, "--env", "particle", *TINY, *flags, cwd=tmp_path)
+    run_dir = the_run_dir(tmp_path)
+    scalars = finite_scalars(run_dir, DEEP_TAGS + ["eval/episodic_return"])
+    assert len(scalars["eval/episodic_return"]) == 2
+    checkpoint = torch.load(run_dir / "pr2_discrete.pt", weights_only=False)
+    assert set(checkpoint["agents"]) == {"agent_0", "agent_1", "agent_2"}
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path):
+    run_ok(SCRIPT, "--env", "matrix", "--algorithm", "deep", "--total-timesteps", "60", "--batch-size", "8",
+           "--log-every", "10", cwd=tmp_path)  # fmt: skip
+    finite_scalars(the_run_dir(tmp_path), ["charts/policy/agent_0", "charts/opponent_model/agent_1"])
+
+
+def _values(cwd, seed: str):
+    cwd.mkdir()
+    run_ok(SCRIPT, "--env", "particle", *TINY, "--seed", seed, cwd=cwd)
+    scalars = read_scalars(str(the_run_dir(cwd)))
+    return {tag: [v for _, v in values] for tag, values in scalars.items() if tag != "charts/SPS"}
+
+
+def test_same_seed_gives_identical_logged_values(tmp_path):
+    first, second, other = _values(tmp_path / "a", "3"), _values(tmp_path / "b", "3"), _values(tmp_path / "c", "4")
+    assert first == second
+    assert first["losses/critic_loss/agent_0"] != other["losses/critic_loss/agent_0"], "the seed must matter"
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (("--env", "utils.envs:DifferentialGame"), "pr2_continuous.py"),
+        (("--env", "particle", "--batch-size", "512", "--buffer-size", "100"), "--batch-size 512 > --buffer-size 100"),
+        (("--env", "particle", "--total-timesteps", "-5"), "--total-timesteps must be positive"),
+        (("--env", "particle", "--algorithm", "pr2q"), "needs --env matrix"),
+        (("--env", "particle", "--scenario", "simple_sprad"), "did you mean 'simple_spread'"),
+    ],
+)
+def test_bad_input_exits_with_one_line_error(tmp_path, flags, expected):
+    result = run_script(SCRIPT, *flags, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pr2_discrete.py: error:") and expected in lines[0], lines
+    assert not (tmp_path / "runs").exists()
