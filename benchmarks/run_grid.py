@@ -10,7 +10,8 @@ scratch, so a stopped grid resumes where it was. The runs' TensorBoard scalars a
     <out-dir>/<name>_<task>.png               learning curves, mean ± 95% CI band over seeds
     <out-dir>/<name>_differential_paths.png   every seed's learning path on the reward landscape
 
-    python benchmarks/run_grid.py --budget full              # the committed grid (<name> = grid_full)
+    python benchmarks/run_grid.py                            # the committed grid (<name> = grid_committed)
+    python benchmarks/run_grid.py --budget full              # every task, algorithm and seed at full length
     python benchmarks/run_grid.py --budget reduced           # the particle tasks in about an hour on 2 cores
     python benchmarks/run_grid.py --budget smoke             # every code path in a few minutes
     python benchmarks/run_grid.py --budget full --tasks simple_tag --algorithms pr2_ac maddpg --seeds 0 1
@@ -60,8 +61,9 @@ class Algorithm:
 
 
 ALGORITHMS = [
-    Algorithm("pr2_soft", "pr2_continuous.py", ("--policy", "soft")),  # the PR2 variant that escapes the local optimum
-    Algorithm("pr2_ac", "pr2_continuous.py", ("--policy", "deterministic")),  # the faithful PR2-AC
+    # PR2 checkpoints leave out the replay buffer here (cross-play needs only the policies)
+    Algorithm("pr2_soft", "pr2_continuous.py", ("--policy", "soft", "--no-save-buffer")),  # the variant (default)
+    Algorithm("pr2_ac", "pr2_continuous.py", ("--policy", "deterministic", "--no-save-buffer")),  # faithful PR2-AC
     Algorithm("maddpg", "baselines/maddpg.py"),
     Algorithm("ddpg", "baselines/ddpg.py"),
     Algorithm("ddpg_om", "baselines/ddpg_om.py"),
@@ -80,16 +82,31 @@ SCHEDULE = ("total_timesteps", "learning_starts", "train_frequency", "batch_size
 @dataclass(frozen=True)
 class Budget:
     tasks: tuple[str, ...]
-    algorithms: tuple[str, ...]
+    algorithms: tuple[str, ...] | dict  # the same for every task, or task -> algorithms
     seeds: dict  # task -> seeds
-    flags: tuple[str, ...] = ()  # given to every run; otherwise each script's own per-env defaults apply
+    flags: tuple[str, ...] | dict = ()  # given to every run (or task -> flags); otherwise each script's defaults apply
+
+    def algorithms_for(self, task: str) -> tuple[str, ...]:
+        return self.algorithms[task] if isinstance(self.algorithms, dict) else self.algorithms
+
+    def flags_for(self, task: str) -> tuple[str, ...]:
+        return self.flags.get(task, ()) if isinstance(self.flags, dict) else self.flags
 
 
 EVERY = tuple(algorithm.label for algorithm in ALGORITHMS)
 BUDGETS = {
-    # The committed grid: every script at its own defaults (ENV_DEFAULTS in the script), 10 seeds on the
-    # differential game, 3 per particle task.
+    # Every script at its own defaults (ENV_DEFAULTS in the script), 10 seeds on the differential game, 3 per particle
+    # task: about 10 CPU-hours for the particle part.
     "full": Budget(tuple(TASKS), EVERY, {"differential": range(10), **{task: range(3) for task in PARTICLE}}),
+    # The committed grid, what fits this 2-core machine: simple_spread with every algorithm at its defaults (100k
+    # steps); the adversarial tasks at half length, PR2 and MADDPG only (for cross-play). The differential game is in
+    # benchmarks/differential_game.py's report (all five algorithms, 10 seeds).
+    "committed": Budget(
+        PARTICLE,
+        {"simple_spread": EVERY, **{task: ("pr2_soft", "pr2_ac", "maddpg") for task in ADVERSARIAL}},
+        {task: range(3) for task in PARTICLE},
+        {task: ("--total-timesteps", "50000") for task in ADVERSARIAL},
+    ),
     # The particle part in about an hour on this 2-core machine: fewer environment steps and gradient steps (500),
     # the same for every algorithm (each script's batch size, networks and exploration otherwise). Measured on
     # simple_tag with both cores shared: a gradient step takes ~1.0 s (pr2_soft), ~0.37 s (pr2_ac) and ~0.02 s
@@ -112,7 +129,7 @@ BUDGETS = {
 
 @dataclass
 class Args:
-    budget: Literal["full", "reduced", "smoke"] = "full"
+    budget: Literal["committed", "full", "reduced", "smoke"] = "committed"
     """which preset of BUDGETS (tasks, algorithms, seeds, extra flags) to run"""
     algorithms: list[str] | None = None
     """only these algorithm labels (default: the budget's)"""
@@ -151,10 +168,10 @@ def make_jobs(args: Args, budget: Budget) -> list[Job]:
     jobs = []
     for task in args.tasks or budget.tasks:
         for seed in args.seeds if args.seeds is not None else budget.seeds[task]:
-            for label in args.algorithms or budget.algorithms:
+            for label in args.algorithms or budget.algorithms_for(task):
                 algorithm = labels[label]
                 command = [sys.executable, str(ROOT / algorithm.script), *TASKS[task], *algorithm.flags]
-                command += [*budget.flags, "--seed", str(seed), "--exp-name", label, "--save-model"]
+                command += [*budget.flags_for(task), "--seed", str(seed), "--exp-name", label, "--save-model"]
                 command += ["--torch-threads", "1"]
                 folder = Path(args.work_dir).resolve() / args.name / task / label / f"seed_{seed}"
                 jobs.append(Job(task, algorithm, seed, folder, tuple(command)))
@@ -371,7 +388,9 @@ def write_report(results: dict, crossed: dict, failed: list, args: Args, argv: l
         f"# PR2 against MADDPG, DDPG and DDPG-OM ({args.budget} budget)",
         "",
         f"Command: `python benchmarks/run_grid.py {' '.join(argv)}`  ",
-        f"Extra flags given to every run: `{' '.join(budget.flags) or 'none: each script at its own defaults'}`  ",
+        "Extra flags: "
+        + "; ".join(f"{task} `{' '.join(budget.flags_for(task)) or 'none (script defaults)'}`" for task in tasks)
+        + "  ",
         "Seeds: " + "; ".join(f"{task} {seeds_of(results, task)}" for task in tasks) + "  ",
         f"Software: {versions()}  ",
         f"Wall time: {timing['wall'] / 3600:.2f} h for this invocation ({timing['ran']} runs trained, "
