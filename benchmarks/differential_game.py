@@ -13,6 +13,7 @@ seed's learning path (the noise-free joint action over training):
 A configuration is `label=script:flag,flag,...` (flags comma-separated, as the script takes them).
 """
 
+import argparse
 import concurrent.futures
 import json
 import os
@@ -72,7 +73,7 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
 def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
     """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
     checkpoint = torch.load(checkpoint_path, weights_only=False)
-    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [])) != 2:
+    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
         return []  # not a two-agent pr2_continuous.py checkpoint
     import pr2_continuous
 
@@ -93,8 +94,44 @@ def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
     return maxima
 
 
+def value_of_own_action(checkpoint_path: Path, alphas=(20.0, 0.5), n_samples: int = 4096) -> dict:
+    """What agent 0's opponent model contributes, from a two-agent pr2_continuous.py checkpoint ({} otherwise).
+
+    response: ρ's mean prediction of the partner's action (env units) given own action +5 and -5.
+    gap: Q^0(s, +5) - Q^0(s, -5), the soft values of the two optima's own actions, α·log E_b exp(Q(s, a, b)/α), with
+    b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (the soft policy's start and end values).
+    """
+    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
+        return {}
+    import pr2_continuous
+
+    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft"
+    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden, stochastic) for _ in range(2))
+    agents.load_state_dict(checkpoint["agents"])
+    agent, obs = agents[0], torch.zeros(1, 1)
+    own = torch.tensor([[[5.0 / ACTION_SCALE]], [[-5.0 / ACTION_SCALE]]])  # [2 actions, 1 candidate, 1]
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        noise = torch.randn(2, 1, n_samples, 1)
+        response = agent.opponent_model(obs.expand(2, 1)[:, None, None], own[:, :, None], noise).mean((1, 2, 3))
+        gap = {}
+        for marginal in ("rho", "uniform"):
+            flags = argparse.Namespace(soft_marginal=marginal, marginal_particles=n_samples)
+            for alpha in alphas:
+                value = pr2_continuous.soft_marginal(agent, obs.expand(2, 1), own, alpha, flags).squeeze(-1)
+                gap[f"{marginal}@{alpha:g}"] = float(value[0] - value[1])
+    torch.random.set_rng_state(generator_state)
+    return dict(response=[float(r) * ACTION_SCALE for r in response], gap=gap)
+
+
+def run_folder(args: Args, label: str, seed: int) -> Path:
+    return Path(args.work_dir) / f"{args.name}_{args.formula}" / label / f"seed_{seed}"
+
+
 def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) -> dict:
-    folder = Path(args.work_dir) / f"{args.name}_{args.formula}" / label / f"seed_{seed}"
+    folder = run_folder(args, label, seed)
     result = load_result(folder)
     if result is not None:
         return result
@@ -115,6 +152,7 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
         command=display_command(command),
         **differential_outcome(path, args.formula),
         critic_max=critic_maximum(next(run_dir.glob("*.pt"))),
+        own_action_value=value_of_own_action(next(run_dir.glob("*.pt"))),
         **json.loads(timing.read_text()),
         sps=scalars["charts/SPS"][-1][1],
         path=path,
@@ -145,7 +183,7 @@ def write_table(results: dict, args: Args, path: Path, picture: Path):
             f"| {label} | {sum(r['success'] for r in rows)}/{len(rows)} | {np.mean([r['reward'] for r in rows]):.2f} "
             f"| {f'{np.mean(cpu):.0f} s' if cpu else 'not recorded'} |"
         )
-    lines.append("")
+    lines += own_action_value_table(results)
     for label, rows in results.items():
         rows = sorted(rows, key=lambda r: r["seed"])
         lines += [
@@ -169,6 +207,35 @@ def write_table(results: dict, args: Args, path: Path, picture: Path):
     path.write_text("\n".join(lines))
 
 
+def own_action_value_table(results: dict) -> list[str]:
+    """Mean over seeds of value_of_own_action, for the configurations that have an opponent model."""
+    lines = [
+        "",
+        "## What the opponent model contributes (agent 0, end of training)",
+        "",
+        "ρ(·|+5), ρ(·|−5): ρ's mean prediction of the partner's action given agent 0's own action +5 or −5 (the best "
+        "responses are +5 and −5). Q⁰(+5) − Q⁰(−5): the soft values α·log E_b exp(Q⁰(s, a, b)/α) of the two "
+        "optima's own actions under the learned joint critic, with b from ρ(·|s, a) or uniform on [−10, 10], at the "
+        "soft policy's starting (20) and final (0.5) α; a positive value means the soft policy's energy favours "
+        "the global optimum. Mean over seeds (4,096 samples each).",
+        "",
+        "| configuration | ρ(·\\|+5) | ρ(·\\|−5) | gap from ρ, α = 20 | gap from ρ, α = 0.5 "
+        "| gap from uniform, α = 20 | gap from uniform, α = 0.5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, rows in results.items():
+        values = [r["own_action_value"] for r in rows if r.get("own_action_value")]
+        if not values:
+            continue
+        response = np.mean([v["response"] for v in values], 0)
+        gap = {key: np.mean([v["gap"][key] for v in values]) for key in values[0]["gap"]}
+        lines.append(
+            f"| {label} | {response[0]:+.1f} | {response[1]:+.1f} | {gap['rho@20']:+.1f} | {gap['rho@0.5']:+.1f} "
+            f"| {gap['uniform@20']:+.1f} | {gap['uniform@0.5']:+.1f} |"
+        )
+    return [*lines, ""]
+
+
 def main(args: Args):
     configs = [parse_config(text) for text in args.configs]
     jobs = [(label, script, flags, seed) for label, script, flags in configs for seed in args.seeds]
@@ -183,6 +250,12 @@ def main(args: Args):
                 continue
             results[result["label"]].append(result)
             print(f"{result['label']} seed {result['seed']}: {result['final_action']} success={result['success']}")
+    for label, rows in results.items():  # added to runs finished before this diagnostic existed
+        for result in rows:
+            if "own_action_value" not in result:
+                checkpoint = next((run_folder(args, label, result["seed"]) / "runs").glob("*/*.pt"))
+                result["own_action_value"] = value_of_own_action(checkpoint)
+                save_result(run_folder(args, label, result["seed"]), result)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     picture = out / f"{args.name}_{args.formula}.png"
