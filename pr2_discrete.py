@@ -624,7 +624,7 @@ def main(args: Args, checkpoint: dict | None = None):
             start_step, episode, finished, losses = checkpoint["step"], checkpoint["episode"], *checkpoint["logs"]
             last_return, episode_start_rng, run_name = checkpoint["last_return"], rng["env"], checkpoint["run_name"]
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            message = str(error).replace("\n", " ")
+            message = " ".join(str(error).split())  # one line
             raise SystemExit(f"{SCRIPT}: error: --resume: the checkpoint does not fit this run: {message}") from None
     else:
         run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)

@@ -435,8 +435,9 @@ def main(args: Args, checkpoint: dict | None = None):
             losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in checkpoint["losses"].items()} or None
             run_name = checkpoint["run_name"]
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            message = " ".join(str(error).split())  # one line
             raise SystemExit(
-                f"{script}: error: --resume: the checkpoint does not fit this run (networks, buffer or noise): {error}"
+                f"{script}: error: --resume: the checkpoint does not fit this run (networks, buffer, noise): {message}"
             ) from None
     else:
         run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
