@@ -132,6 +132,7 @@ def resolve_defaults(args: Args) -> Args:
         (min(args.temperature, args.temperature_end, args.alpha) <= 0, "--temperature(-end) and --alpha must be > 0"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (not args.learning_rate > 0, f"--learning-rate must be positive, got {args.learning_rate}"),
         (not 0 <= args.anneal_fraction <= 1, f"--anneal-fraction must be in [0, 1], got {args.anneal_fraction}"),
         (
             min(args.exact_limit, args.opponent_samples, args.hidden_size) <= 0,

@@ -135,6 +135,11 @@ def resolve_args(args: Args) -> Args:
         raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
+    if not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1):
+        raise ValueError(
+            f"need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, "
+            f"{args.gamma}, {args.tau}"
+        )
     parse_schedule(args.noise_schedule)
     return args
 

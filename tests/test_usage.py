@@ -5,6 +5,7 @@ Most runs are in-process (main() as the command line calls it, without the start
 paths (--resume parsing, Ctrl-C) run as subprocesses."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -158,6 +159,21 @@ def test_capture_video_records_evaluation_episodes_as_gifs(tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="--capture-video records the evaluation"):
         module.main(module.Args(capture_video=True, eval_episodes=0))
     assert not (tmp_path / "other" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (dict(env="particle", learning_rate=0.0), "--learning-rate must be positive"),
+        (dict(save_every=-5), "--save-every must be >= 0"),
+        (dict(env="particle", batch_size=64, buffer_size=32), "--batch-size 64 > --buffer-size 32"),
+    ],
+)
+def test_discrete_bad_flags_stop_before_training(tmp_path, monkeypatch, flags, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=f"^pr2_discrete.py: error: .*{re.escape(message)}"):
+        pr2_discrete.main(pr2_discrete.Args(**flags))
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
