@@ -411,9 +411,11 @@ def check_finite(name: str, value: float, step: int):
         raise SystemExit(f"{SCRIPT}: error: {name} became {value} at step {step}; try a lower --learning-rate")
 
 
-def temperature_at(args: Args, step: int) -> float:
-    """Linear anneal from `temperature` to `temperature_end` over `anneal_fraction` of training."""
-    frac = min(1.0, step / max(1.0, args.anneal_fraction * args.total_timesteps))
+def temperature_at(args: Args, step: int, total_timesteps: int | None = None) -> float:
+    """Linear anneal from `temperature` to `temperature_end` over `anneal_fraction` of training (of total_timesteps
+    if given: a resumed run keeps the anneal of the run it continues, whatever its own --total-timesteps)."""
+    total = args.total_timesteps if total_timesteps is None else total_timesteps
+    frac = min(1.0, step / max(1.0, args.anneal_fraction * total))
     return args.temperature + frac * (args.temperature_end - args.temperature)
 
 
@@ -608,6 +610,7 @@ def main(args: Args, checkpoint: dict | None = None):
         })  # fmt: skip
     rb = ReplayBuffer(obs_dims, args.buffer_size, np.random.default_rng(args.seed))
     start_step, episode, finished, losses, last_return, episode_start_rng = 0, 0, [], {}, float("nan"), None
+    anneal_total = args.total_timesteps  # the temperature anneals over a fraction of the first run's length
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         try:
             for agent, learner in zip(agents, learners, strict=True):
@@ -624,6 +627,7 @@ def main(args: Args, checkpoint: dict | None = None):
             rb.rng.bit_generator.state = rng["buffer"]
             start_step, episode, finished, losses = checkpoint["step"], checkpoint["episode"], *checkpoint["logs"]
             last_return, episode_start_rng, run_name = checkpoint["last_return"], rng["env"], checkpoint["run_name"]
+            anneal_total = checkpoint["anneal_total"]
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
             message = " ".join(str(error).split())  # one line
             raise SystemExit(f"{SCRIPT}: error: --resume: the checkpoint does not fit this run: {message}") from None
@@ -648,6 +652,7 @@ def main(args: Args, checkpoint: dict | None = None):
             episode=episode,
             logs=(finished, losses),
             last_return=last_return,
+            anneal_total=anneal_total,
             buffer=rb.state_dict() if args.save_buffer and args.algorithm == "deep" else None,
             rng=rng,
             run_name=run_name,
@@ -669,7 +674,7 @@ def main(args: Args, checkpoint: dict | None = None):
             obs, _ = env.reset()
     episode_return, episode_length = dict.fromkeys(agents, 0.0), 0
     for global_step in range(start_step, args.total_timesteps):
-        temperature = temperature_at(args, global_step)
+        temperature = temperature_at(args, global_step, anneal_total)
         if args.algorithm == "deep" and global_step < args.learning_starts:
             actions = {agent: int(env.action_space(agent).sample()) for agent in agents}
         else:

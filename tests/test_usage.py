@@ -70,6 +70,15 @@ def test_resumed_run_logs_the_same_values_as_an_uninterrupted_one(tmp_path, monk
     assert max(step for step, _ in resumed["charts/episodic_return"]) == 300
 
 
+def test_resumed_discrete_run_keeps_its_temperature_anneal(tmp_path, monkeypatch):
+    """Trained 100 steps (anneal over the first 50), resumed to 300: the temperature stays annealed."""
+    flags = dict(env="matrix", algorithm="deep", batch_size=8, log_every=10, eval_episodes=0, save_model=True)
+    run_dir = run_in_process(pr2_discrete, tmp_path, monkeypatch, total_timesteps=100, **flags)
+    resume_in_process(pr2_discrete, "pr2_discrete.py", tmp_path, monkeypatch, total_timesteps=300)
+    temperatures = dict(logged_values(run_dir)["charts/temperature"])
+    assert temperatures[40] > 0.1 and all(temperatures[step] == pytest.approx(0.01) for step in range(60, 301, 10))
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, case):
     _, script, flags = CASES[case]
