@@ -9,6 +9,7 @@ import itertools
 import math
 import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 import tyro
 
 from utils.envs import EnvError, env_label, make_env
-from utils.logger import make_run_name, make_writer
+from utils.logger import Progress, load_checkpoint, make_run_name, make_writer, save_checkpoint
 
 SCRIPT = "pr2_discrete.py"
 
@@ -28,23 +29,33 @@ SCRIPT = "pr2_discrete.py"
 @dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment"""
+    """the name of this experiment (part of the run folder's name)"""
     seed: int = 1
-    """seed of the experiment"""
+    """seed of the experiment: same seed, same command, same numbers"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """accepted for CleanRL compatibility; this script always runs on the CPU (its networks are tiny)"""
     track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
+    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "pr2"
-    """the wandb's project name"""
+    """the W&B project name"""
     wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
+    """the W&B entity (team)"""
     save_model: bool = False
-    """whether to save the model into `runs/{run_name}` and evaluate it greedily"""
+    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C), then evaluate
+    the greedy policy"""
+    save_every: int = 0
+    """with --save-model, also save every N environment steps (0: only at the end)"""
+    save_buffer: bool = True
+    """with --save-model, keep the replay buffer (deep) in the checkpoint, so that a resumed run continues exactly"""
+    resume: str | None = None
+    """continue training from this checkpoint; flags not given on the command line come from it"""
     eval_episodes: int = 10
-    """number of greedy evaluation episodes after `--save-model`"""
+    """greedy evaluation episodes after training with --save-model or --capture-video, logged as
+    eval/episodic_return"""
+    capture_video: bool = False
+    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
     torch_threads: int = 1
     """torch.set_num_threads: CPU threads for torch"""
 
@@ -121,12 +132,15 @@ def resolve_defaults(args: Args) -> Args:
         (min(args.temperature, args.temperature_end, args.alpha) <= 0, "--temperature(-end) and --alpha must be > 0"),
         (not 0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (not 0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (not args.learning_rate > 0, f"--learning-rate must be positive, got {args.learning_rate}"),
         (not 0 <= args.anneal_fraction <= 1, f"--anneal-fraction must be in [0, 1], got {args.anneal_fraction}"),
         (
             min(args.exact_limit, args.opponent_samples, args.hidden_size) <= 0,
             "--exact-limit, --opponent-samples and --hidden-size must be positive",
         ),
         (args.eval_episodes < 0, f"--eval-episodes must be >= 0, got {args.eval_episodes}"),
+        (args.save_every < 0, f"--save-every must be >= 0, got {args.save_every}"),
+        (args.capture_video and args.eval_episodes == 0, "--capture-video records the evaluation: --eval-episodes > 0"),
     ]
     for bad, message in problems:
         if bad:
@@ -314,6 +328,25 @@ class ReplayBuffer:
         self.dones[self.pos] = done
         self.pos, self.full = (self.pos + 1) % self.size, self.full or self.pos + 1 == self.size
 
+    def state_dict(self) -> dict:
+        n = self.size if self.full else self.pos
+        return {
+            "obs": {a: x[:n].copy() for a, x in self.obs.items()},
+            "next_obs": {a: x[:n].copy() for a, x in self.next_obs.items()},
+            "actions": self.actions[:n].copy(),
+            "rewards": self.rewards[:n].copy(),
+            "dones": self.dones[:n].copy(),
+            "pos": self.pos,
+            "full": self.full,
+        }
+
+    def load_state_dict(self, state: dict):
+        n = len(state["dones"])
+        for a in self.agents:
+            self.obs[a][:n], self.next_obs[a][:n] = state["obs"][a], state["next_obs"][a]
+        self.actions[:n], self.rewards[:n], self.dones[:n] = state["actions"], state["rewards"], state["dones"]
+        self.pos, self.full = state["pos"], state["full"]
+
     def sample(self, batch_size: int) -> dict:
         idx = self.rng.integers(0, self.size if self.full else self.pos, batch_size)
         return {
@@ -378,9 +411,11 @@ def check_finite(name: str, value: float, step: int):
         raise SystemExit(f"{SCRIPT}: error: {name} became {value} at step {step}; try a lower --learning-rate")
 
 
-def temperature_at(args: Args, step: int) -> float:
-    """Linear anneal from `temperature` to `temperature_end` over `anneal_fraction` of training."""
-    frac = min(1.0, step / max(1.0, args.anneal_fraction * args.total_timesteps))
+def temperature_at(args: Args, step: int, total_timesteps: int | None = None) -> float:
+    """Linear anneal from `temperature` to `temperature_end` over `anneal_fraction` of training (of total_timesteps
+    if given: a resumed run keeps the anneal of the run it continues, whatever its own --total-timesteps)."""
+    total = args.total_timesteps if total_timesteps is None else total_timesteps
+    frac = min(1.0, step / max(1.0, args.anneal_fraction * total))
     return args.temperature + frac * (args.temperature_end - args.temperature)
 
 
@@ -452,43 +487,105 @@ def train_step(learner, optimizers, batch, i, args, temperature) -> dict:
     return {"critic_loss": loss_q.item(), "opponent_model_loss": loss_rho.item(), "q_values": q_taken.mean().item()}
 
 
-def save_checkpoint(path: str, args: Args, agents, learners):
-    """torch.save to a temp file in the same folder, then os.replace: never a half-written checkpoint."""
-    state = {
-        agent: {"q": x.q, "counts": x.counts} if isinstance(x, TabularAgent) else x.state_dict()
-        for agent, x in zip(agents, learners, strict=True)
-    }
-    tmp = f"{path}.tmp"
-    torch.save({"args": asdict(args), "agents": state}, tmp)
-    os.replace(tmp, path)
+def learner_state(learner) -> dict:
+    """An agent's learned state: the Q and count tables (PR2-Q) or the networks' state_dict (deep)."""
+    if isinstance(learner, TabularAgent):
+        return {"q": learner.q.clone(), "counts": learner.counts.clone()}
+    return learner.state_dict()
 
 
-def evaluate(args: Args, agents, learners, episodes: int) -> list[float]:
-    """Greedy episodes (argmax of the level-1 values) on a fresh env; returns the mean-over-agents returns."""
-    env = make_env(args.env, args.scenario, "discrete", args.max_cycles, script=SCRIPT)
+def load_learner_state(learner, state: dict):
+    if not isinstance(learner, TabularAgent):
+        learner.load_state_dict(state)
+        return
+    if set(state) != {"q", "counts"} or state["q"].shape != learner.q.shape:
+        raise ValueError(f"PR2-Q tables of shape {tuple(learner.q.shape)} expected")
+    learner.q, learner.counts = state["q"].clone(), state["counts"].clone()
+
+
+def env_generator(env) -> np.random.Generator | None:
+    """The env's own random generator (`np_random`, the gymnasium and mpe2 convention), if it keeps one.
+
+    Episodes after the first start from an unseeded `env.reset()`, so a resumed run restores this generator's state
+    from just before the last reset and resets again: the same episode starts as in an uninterrupted run."""
+    generator = getattr(getattr(env, "unwrapped", env), "np_random", None)
+    return generator if isinstance(generator, np.random.Generator) else None
+
+
+def save_gif(frames: list, path: str):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    images = [Image.fromarray(frame).reduce(2) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=80)
+
+
+def evaluate(args: Args, agents, learners, episodes: int, video_dir: str | None = None) -> list[float]:
+    """Greedy episodes (argmax of the level-1 values) on a fresh env; returns the mean-over-agents returns.
+    With video_dir, each episode is also saved there as a GIF."""
+    env = make_env(args.env, args.scenario, "discrete", args.max_cycles, "rgb_array" if video_dir else None, SCRIPT)
     obs, _ = env.reset(seed=args.seed + 10_000)
-    returns, total = [], 0.0
+    returns, total, frames = [], 0.0, []
     while len(returns) < episodes:
+        if video_dir:
+            frames.append(env.render())
         obs, rewards, terms, truncs, _ = env.step(select_actions(agents, learners, obs, 1.0, greedy=True))
         total += float(np.mean([rewards[a] for a in agents]))
         if not env.agents or any(terms.values()) or any(truncs.values()):
+            if video_dir:
+                save_gif([*frames, env.render()], f"{video_dir}/eval_episode_{len(returns)}.gif")
+                frames = []
             returns.append(total)
             total, (obs, _) = 0.0, env.reset()
     env.close()
     return returns
 
 
-def main(args: Args):
+CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "action_sizes", "agents", "step"]
+STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "algorithm", "hidden_size", "buffer_size"]
+
+
+def main(args: Args, checkpoint: dict | None = None):
     args = resolve_defaults(args)
     try:
         env = make_env(args.env, args.scenario, "discrete", args.max_cycles, script=SCRIPT)
     except EnvError as error:
         raise SystemExit(f"{SCRIPT}: error: {error}") from None
     agents = list(env.possible_agents)
-    if args.algorithm == "pr2q" and len(agents) != 2:
-        raise SystemExit(f"{SCRIPT}: error: --algorithm pr2q needs two agents, the env has {len(agents)}")
-    run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
-    writer = make_writer(run_name, args)
+    sizes = [int(env.action_space(a).n) for a in agents]
+    obs_dims = {a: env.observation_space(a).shape[0] for a in agents}
+    problems = [
+        (
+            args.algorithm == "pr2q" and len(agents) != 2,
+            f"--algorithm pr2q needs two agents, the env has {len(agents)}",
+        ),
+        (
+            args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []),
+            f"--capture-video needs an env with rgb_array rendering; {args.env} has none",
+        ),
+    ]
+    if checkpoint is not None:
+        for flag in STRUCTURAL_FLAGS:
+            problems.append((
+                getattr(args, flag) != checkpoint["args"][flag],
+                f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} {checkpoint['args'][flag]}, "
+                f"not {getattr(args, flag)}; drop that flag to continue it",
+            ))  # fmt: skip
+        saved_agents = (checkpoint["agent_names"], checkpoint["obs_dims"], checkpoint["action_sizes"])
+        problems += [
+            (
+                saved_agents != (agents, list(obs_dims.values()), sizes),
+                f"--resume: the checkpoint's agents, observation and action sizes {saved_agents} do not match "
+                f"this env's {(agents, list(obs_dims.values()), sizes)}",
+            ),
+            (
+                checkpoint["step"] >= args.total_timesteps,
+                f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps",
+            ),
+        ]
+    for bad, message in problems:
+        if bad:
+            raise SystemExit(f"{SCRIPT}: error: {message}")
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -498,7 +595,6 @@ def main(args: Args):
     torch.set_num_threads(args.torch_threads)  # CPU only (see --cuda)
 
     # ALGO LOGIC: initialize agents here
-    sizes = [int(env.action_space(a).n) for a in agents]
     learners, optimizers = [], []
     for i, agent in enumerate(agents):
         opp = [j for j in range(len(agents)) if j != i]
@@ -512,18 +608,73 @@ def main(args: Args):
             "critic": torch.optim.Adam(learner.critic.parameters(), lr=args.learning_rate),
             "rho": torch.optim.Adam(learner.rho.parameters(), lr=args.learning_rate),
         })  # fmt: skip
-    obs_dims = {a: env.observation_space(a).shape[0] for a in agents}
     rb = ReplayBuffer(obs_dims, args.buffer_size, np.random.default_rng(args.seed))
+    start_step, episode, finished, losses, last_return, episode_start_rng = 0, 0, [], {}, float("nan"), None
+    anneal_total = args.total_timesteps  # the temperature anneals over a fraction of the first run's length
+    if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
+        try:
+            for agent, learner in zip(agents, learners, strict=True):
+                load_learner_state(learner, checkpoint["agents"][agent])
+            for optimizer, states in zip(optimizers, checkpoint["optimizers"], strict=True):
+                for key, state in states.items():
+                    optimizer[key].load_state_dict(state)
+            if checkpoint["buffer"] is not None:
+                rb.load_state_dict(checkpoint["buffer"])
+            rng = checkpoint["rng"]
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            rb.rng.bit_generator.state = rng["buffer"]
+            start_step, episode, finished, losses = checkpoint["step"], checkpoint["episode"], *checkpoint["logs"]
+            last_return, episode_start_rng, run_name = checkpoint["last_return"], rng["env"], checkpoint["run_name"]
+            anneal_total = checkpoint["anneal_total"]
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            message = " ".join(str(error).split())  # one line
+            raise SystemExit(f"{SCRIPT}: error: --resume: the checkpoint does not fit this run: {message}") from None
+    else:
+        run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
+    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    def training_state(step: int) -> dict:
+        """Everything a resumed run needs to continue as if it had never stopped."""
+        rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+        rng.update(buffer=rb.rng.bit_generator.state, env=episode_start_rng)
+        rng["action_spaces"] = [env.action_space(agent).np_random.bit_generator.state for agent in agents]
+        return dict(
+            args=asdict(args),
+            agent_names=agents,
+            obs_dims=list(obs_dims.values()),
+            action_sizes=sizes,
+            agents={agent: learner_state(learner) for agent, learner in zip(agents, learners, strict=True)},
+            optimizers=[{key: opt.state_dict() for key, opt in pair.items()} for pair in optimizers],
+            step=step,
+            episode=episode,
+            logs=(finished, losses),
+            last_return=last_return,
+            anneal_total=anneal_total,
+            buffer=rb.state_dict() if args.save_buffer and args.algorithm == "deep" else None,
+            rng=rng,
+            run_name=run_name,
+        )
+
+    stop_requested = []
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))  # finish the step, save, then exit
 
     # TRY NOT TO MODIFY: start the game
-    start_time = time.time()
+    progress, start_time = Progress(args.total_timesteps, start_step), time.time()
     obs, _ = env.reset(seed=args.seed)
     for i, agent in enumerate(agents):
         env.action_space(agent).seed(args.seed + i)
+    if checkpoint is not None:
+        for agent, state in zip(agents, checkpoint["rng"]["action_spaces"], strict=True):
+            env.action_space(agent).np_random.bit_generator.state = state
+        if episode_start_rng is not None and env_generator(env) is not None:
+            env_generator(env).bit_generator.state = episode_start_rng
+            obs, _ = env.reset()
     episode_return, episode_length = dict.fromkeys(agents, 0.0), 0
-    finished, losses = [], {}
-    for global_step in range(args.total_timesteps):
-        temperature = temperature_at(args, global_step)
+    for global_step in range(start_step, args.total_timesteps):
+        temperature = temperature_at(args, global_step, anneal_total)
         if args.algorithm == "deep" and global_step < args.learning_starts:
             actions = {agent: int(env.action_space(agent).sample()) for agent in agents}
         else:
@@ -543,7 +694,9 @@ def main(args: Args):
             rb.add(obs, next_obs, actions, rewards, float(any(terms.values())))
         if episode_over:
             finished.append((dict(episode_return), episode_length))
-            episode_return, episode_length = dict.fromkeys(agents, 0.0), 0
+            episode_return, episode_length, episode = dict.fromkeys(agents, 0.0), 0, episode + 1
+            generator = env_generator(env)  # its state before the reset: a resumed run replays this reset
+            episode_start_rng = generator.bit_generator.state if generator is not None else None
             next_obs, _ = env.reset()
         obs = next_obs  # TRY NOT TO MODIFY: CRUCIAL step easy to overlook
 
@@ -560,12 +713,11 @@ def main(args: Args):
             step = global_step + 1
             if finished:
                 means = {a: float(np.mean([r[a] for r, _ in finished])) for a in agents}
-                writer.add_scalar("charts/episodic_return", float(np.mean(list(means.values()))), step)
+                last_return = float(np.mean(list(means.values())))
+                writer.add_scalar("charts/episodic_return", last_return, step)
                 for agent, value in means.items():
                     writer.add_scalar(f"charts/episodic_return/{agent}", value, step)
                 writer.add_scalar("charts/episodic_length", float(np.mean([n for _, n in finished])), step)
-                if args.log_every >= 100 or step % 100 == 0:
-                    print(f"global_step={step}, episodic_return={np.mean(list(means.values())):.3f}")
                 finished = []
             for name, values in losses.items():
                 writer.add_scalar(f"losses/{name}", float(np.mean(values)), step)
@@ -574,17 +726,39 @@ def main(args: Args):
                 for tag, value in matrix_game_traces(agents, learners, temperature).items():
                     writer.add_scalar(tag, value, step)
             writer.add_scalar("charts/temperature", temperature, step)
-            writer.add_scalar("charts/SPS", int(step / (time.time() - start_time)), step)
+            writer.add_scalar("charts/SPS", int((step - start_step) / (time.time() - start_time)), step)
+            progress.update(step, last_return)
+
+        if args.save_model and args.save_every and (global_step + 1) % args.save_every == 0:
+            save_checkpoint(training_state(global_step + 1), model_path)  # atomically: a temporary file, then a rename
+        if stop_requested:
+            if args.save_model:
+                save_checkpoint(training_state(global_step + 1), model_path)
+                print(
+                    f"\ninterrupted at step {global_step + 1}; saved {model_path}; continue with --resume {model_path}"
+                )
+            writer.close()
+            raise SystemExit(130)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C during the evaluation stops it at once
 
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        save_checkpoint(model_path, args, agents, learners)
+        save_checkpoint(training_state(args.total_timesteps), model_path)
         print(f"model saved to {model_path}")
-        for idx, episodic_return in enumerate(evaluate(args, agents, learners, args.eval_episodes)):
+    if args.save_model or args.capture_video:
+        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
+        for idx, episodic_return in enumerate(evaluate(args, agents, learners, args.eval_episodes, video_dir)):
             writer.add_scalar("eval/episodic_return", episodic_return, idx)
     env.close()
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    saved = None
+    if cli_args.resume:  # the checkpoint's flags are the defaults; flags given on the command line override them
+        try:
+            saved = load_checkpoint(cli_args.resume, CHECKPOINT_KEYS, SCRIPT)
+        except ValueError as error:
+            raise SystemExit(f"{SCRIPT}: error: {error}") from None
+        cli_args = tyro.cli(Args, default=Args(**{**saved["args"], "resume": cli_args.resume}))
+    main(cli_args, saved)

@@ -4,6 +4,7 @@
 import copy
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -16,7 +17,7 @@ import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # utils/ sits at the repository root
 from utils.envs import EnvError, env_label, make_env  # noqa: E402
-from utils.logger import Progress, make_run_name, make_writer, save_checkpoint  # noqa: E402
+from utils.logger import Progress, load_checkpoint, make_run_name, make_writer, save_checkpoint  # noqa: E402
 
 
 @dataclass
@@ -38,9 +39,18 @@ class Args:
     wandb_entity: str | None = None
     """the W&B entity (team)"""
     save_model: bool = False
-    """if toggled, save the trained networks to runs/<run>/<exp_name>.pt at the end (e.g. for cross-play)"""
+    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C); its
+    networks also serve cross-play (load_policies)"""
+    save_every: int = 0
+    """with --save-model, also save every N environment steps (0: only at the end)"""
+    save_buffer: bool = True
+    """with --save-model, keep the replay buffer in the checkpoint, so that a resumed run continues exactly"""
+    resume: str | None = None
+    """continue training from this checkpoint; flags not given on the command line come from it"""
     eval_episodes: int = 10
     """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
+    capture_video: bool = False
+    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
 
     # Environment
     env: str = "particle"
@@ -119,10 +129,17 @@ def resolve_args(args: Args) -> Args:
     for name in positive + ["target_update_interval", "torch_threads"]:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.eval_episodes < 0:
-        raise ValueError("--learning-starts and --eval-episodes must be >= 0")
+    if args.learning_starts < 0 or args.eval_episodes < 0 or args.save_every < 0:
+        raise ValueError("--learning-starts, --eval-episodes and --save-every must be >= 0")
+    if args.capture_video and args.eval_episodes == 0:
+        raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
+    if not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1):
+        raise ValueError(
+            f"need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, "
+            f"{args.gamma}, {args.tau}"
+        )
     parse_schedule(args.noise_schedule)
     return args
 
@@ -205,6 +222,20 @@ class ReplayBuffer:
         self.rewards[self.pos], self.dones[self.pos] = rewards, dones
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def state_dict(self) -> dict:
+        n = self.size
+        arrays = dict(obs=self.obs, next_obs=self.next_obs, actions=self.actions)
+        state = {key: [array[:n].copy() for array in value] for key, value in arrays.items()}
+        return dict(state, rewards=self.rewards[:n].copy(), dones=self.dones[:n].copy(), pos=self.pos, size=n)
+
+    def load_state_dict(self, state: dict):
+        n = self.size = state["size"]
+        self.pos = state["pos"]
+        for key in ("obs", "next_obs", "actions"):
+            for array, saved in zip(getattr(self, key), state[key], strict=True):
+                array[:n] = saved
+        self.rewards[:n], self.dones[:n] = state["rewards"], state["dones"]
 
     def sample(self, batch_size: int) -> dict:
         idx = np.random.randint(0, self.size, size=batch_size)
@@ -302,14 +333,17 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(agents, args: Args, device) -> list[float]:
-    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies μ(o)."""
-    env = make_env(args.env, args.scenario, "continuous", args.max_cycles)
+def evaluate(agents, args: Args, device, video_dir: str | None = None) -> list[float]:
+    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies μ(o); with video_dir, each
+    episode is also saved there as a GIF."""
+    env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
     names, returns = env.possible_agents, []
     for episode in range(args.eval_episodes):
         obs, _ = env.reset(seed=episode_seed(args.seed + 1, episode))
-        total = np.zeros(len(names))
+        total, frames = np.zeros(len(names)), []
         while env.agents:
+            if video_dir:
+                frames.append(env.render())
             actions = {}
             for i, name in enumerate(names):
                 unit = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
@@ -317,20 +351,51 @@ def evaluate(agents, args: Args, device) -> list[float]:
             obs, rewards, _, _, _ = env.step(actions)
             total += [rewards[name] for name in names]
         returns.append(float(total.mean()))
+        if video_dir:
+            from PIL import Image
+
+            frames.append(env.render())
+            os.makedirs(video_dir, exist_ok=True)
+            images = [Image.fromarray(frame).reduce(2) for frame in frames]
+            images[0].save(
+                f"{video_dir}/eval_episode_{episode}.gif", save_all=True, append_images=images[1:], duration=80
+            )
     env.close()
     return returns
 
 
-def main(args: Args):
+CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
+STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "hidden_size", "buffer_size"]
+
+
+def main(args: Args, checkpoint: dict | None = None):
     script = os.path.basename(__file__)
     try:
         args = resolve_args(args)
         env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=script)
+        if args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
+            raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
+        if checkpoint is not None:
+            for flag in STRUCTURAL_FLAGS:
+                if getattr(args, flag) != checkpoint["args"][flag]:
+                    raise ValueError(
+                        f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} "
+                        f"{checkpoint['args'][flag]}, not {getattr(args, flag)}; drop that flag to continue it"
+                    )
+            if checkpoint["step"] >= args.total_timesteps:
+                raise ValueError(f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps")
     except (ValueError, EnvError) as error:
         raise SystemExit(f"{script}: error: {error}") from None
     names = env.possible_agents
     obs_dims = [env.observation_space(n).shape[0] for n in names]
     act_dims = [env.action_space(n).shape[0] for n in names]
+    if checkpoint is not None:
+        saved_agents = (checkpoint["agent_names"], checkpoint["obs_dims"], checkpoint["act_dims"])
+        if saved_agents != (names, obs_dims, act_dims):
+            raise SystemExit(
+                f"{script}: error: --resume: the checkpoint's agents, observation and action sizes {saved_agents} "
+                f"do not match this env's {(names, obs_dims, act_dims)}"
+            )
 
     # TRY NOT TO MODIFY: seeding and logging
     random.seed(args.seed)
@@ -339,8 +404,6 @@ def main(args: Args):
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
-    writer = make_writer(run_name, args)
     for i, name in enumerate(names):
         env.action_space(name).seed(args.seed + i)
 
@@ -351,13 +414,62 @@ def main(args: Args):
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = parse_schedule(args.noise_schedule)
+    start_step, n_updates, episode, losses, pending = 0, 0, 0, None, dict(returns=[], lengths=[], last=float("nan"))
+    if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode is dropped)
+        try:
+            agents.load_state_dict(checkpoint["agents"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if checkpoint["buffer"] is not None:
+                buffer.load_state_dict(checkpoint["buffer"])
+            for noise, state in zip(noises, checkpoint["noise"], strict=True):
+                noise.state[:] = state
+            random.setstate(checkpoint["rng"]["python"])
+            np.random.set_state(checkpoint["rng"]["numpy"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            start_step, n_updates, (episode, pending) = (
+                checkpoint["step"],
+                checkpoint["n_updates"],
+                checkpoint["episode"],
+            )
+            losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in checkpoint["losses"].items()} or None
+            run_name = checkpoint["run_name"]
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            message = " ".join(str(error).split())  # one line
+            raise SystemExit(
+                f"{script}: error: --resume: the checkpoint does not fit this run (networks, buffer, noise): {message}"
+            ) from None
+    else:
+        run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
+    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
+    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+
+    def training_state(step: int) -> dict:
+        """Everything a resumed run needs to continue as if it had never stopped."""
+        return dict(
+            args=asdict(args),
+            agent_names=list(names),
+            obs_dims=obs_dims,
+            act_dims=act_dims,
+            agents=agents.state_dict(),
+            optimizer=optimizer.state_dict(),
+            step=step,
+            n_updates=n_updates,
+            episode=(episode + (episode_length > 0), pending),
+            losses={i: {k: v.item() for k, v in ls.items()} for i, ls in (losses or {}).items()},
+            buffer=buffer.state_dict() if args.save_buffer else None,
+            noise=[noise.state.copy() for noise in noises],
+            rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state()),
+            run_name=run_name,
+        )
+
+    stop_requested = []
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))  # finish the step, save, then exit
 
     # TRY NOT TO MODIFY: start the game
-    progress, start_time, episode = Progress(args.total_timesteps), time.time(), 0
+    progress, start_time = Progress(args.total_timesteps, start_step), time.time()
     obs, _ = env.reset(seed=episode_seed(args.seed, episode))
     episode_return, episode_length = np.zeros(len(names)), 0
-    finished_returns, finished_lengths, losses, n_updates, last_return = [], [], None, 0, float("nan")
-    for global_step in range(args.total_timesteps):
+    for global_step in range(start_step, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(o) plus scheduled OU noise, clipped to [-1, 1]
         noise_scale = schedule_value(noise_schedule, global_step)
         with torch.no_grad():
@@ -380,8 +492,8 @@ def main(args: Args):
         episode_length += 1
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            finished_returns.append(episode_return.copy())
-            finished_lengths.append(episode_length)
+            pending["returns"].append(episode_return.copy())
+            pending["lengths"].append(episode_length)
             episode_return[:], episode_length, episode = 0.0, 0, episode + 1
             obs, _ = env.reset(seed=episode_seed(args.seed, episode))
         elif any(ended):
@@ -404,14 +516,14 @@ def main(args: Args):
         # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes
         if (global_step + 1) % args.log_every == 0:
             step = global_step + 1
-            if finished_returns:
-                returns = np.mean(finished_returns, axis=0)
-                last_return = returns.mean()
+            if pending["returns"]:  # the episodes that ended since the last entry
+                returns = np.mean(pending["returns"], axis=0)
+                pending["last"] = float(returns.mean())
                 writer.add_scalar("charts/episodic_return", returns.mean(), step)
                 for name, value in zip(names, returns):
                     writer.add_scalar(f"charts/episodic_return/{name}", value, step)
-                writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), step)
-                finished_returns, finished_lengths = [], []
+                writer.add_scalar("charts/episodic_length", np.mean(pending["lengths"]), step)
+                pending["returns"], pending["lengths"] = [], []
             if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
                 with torch.no_grad():
                     for i, name in enumerate(names):
@@ -421,21 +533,40 @@ def main(args: Args):
                 for i, agent_losses in losses.items():
                     for key, value in agent_losses.items():
                         writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
-            writer.add_scalar("charts/SPS", int(step / (time.time() - start_time)), step)
+            writer.add_scalar("charts/SPS", int((step - start_step) / (time.time() - start_time)), step)
             writer.add_scalar("charts/noise_scale", noise_scale, step)
-            progress.update(step, last_return)
+            progress.update(step, pending["last"])
+
+        if args.save_model and args.save_every and (global_step + 1) % args.save_every == 0:
+            save_checkpoint(training_state(global_step + 1), model_path)  # atomically: a temporary file, then a rename
+        if stop_requested:
+            if args.save_model:
+                save_checkpoint(training_state(global_step + 1), model_path)
+                print(
+                    f"\ninterrupted at step {global_step + 1}; saved {model_path}; continue with --resume {model_path}"
+                )
+            writer.close()
+            raise SystemExit(130)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C during the evaluation stops it at once
 
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        state = dict(args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
-        state.update(agents=agents.state_dict(), optimizer=optimizer.state_dict(), step=args.total_timesteps)
-        save_checkpoint(state, model_path)  # atomically: a temporary file, then a rename
+        save_checkpoint(training_state(args.total_timesteps), model_path)
         print(f"model saved to {model_path}")
-    for idx, episodic_return in enumerate(evaluate(agents, args, device)):
-        writer.add_scalar("eval/episodic_return", episodic_return, idx)
+    if args.eval_episodes:
+        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
+        for idx, episodic_return in enumerate(evaluate(agents, args, device, video_dir)):
+            writer.add_scalar("eval/episodic_return", episodic_return, idx)
     env.close()
     writer.close()
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    cli_args = tyro.cli(Args)
+    saved = None
+    if cli_args.resume:  # the checkpoint's flags are the defaults; flags given on the command line override them
+        try:
+            saved = load_checkpoint(cli_args.resume, CHECKPOINT_KEYS, os.path.basename(__file__))
+        except ValueError as error:
+            raise SystemExit(f"{os.path.basename(__file__)}: error: {error}") from None
+        cli_args = tyro.cli(Args, default=Args(**{**saved["args"], "resume": cli_args.resume}))
+    main(cli_args, saved)

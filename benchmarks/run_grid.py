@@ -61,12 +61,12 @@ class Algorithm:
 
 
 ALGORITHMS = [
-    # PR2 checkpoints leave out the replay buffer here (cross-play needs only the policies)
+    # checkpoints leave out the replay buffer here (cross-play needs only the policies)
     Algorithm("pr2_soft", "pr2_continuous.py", ("--policy", "soft", "--no-save-buffer")),  # the variant (default)
     Algorithm("pr2_ac", "pr2_continuous.py", ("--policy", "deterministic", "--no-save-buffer")),  # faithful PR2-AC
-    Algorithm("maddpg", "baselines/maddpg.py"),
-    Algorithm("ddpg", "baselines/ddpg.py"),
-    Algorithm("ddpg_om", "baselines/ddpg_om.py"),
+    Algorithm("maddpg", "baselines/maddpg.py", ("--no-save-buffer",)),
+    Algorithm("ddpg", "baselines/ddpg.py", ("--no-save-buffer",)),
+    Algorithm("ddpg_om", "baselines/ddpg_om.py", ("--no-save-buffer",)),
 ]
 TASKS = {
     "differential": ("--env", "differential", "--scenario", "paper"),

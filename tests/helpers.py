@@ -1,7 +1,9 @@
 """Shared test helpers: run a script the way a user does, and read its TensorBoard logs back."""
 
+import ast
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +52,44 @@ def finite_scalars(run_dir: Path, required_tags) -> dict:
         assert tag in scalars, f"tag {tag!r} missing; logged tags: {sorted(scalars)}"
         assert all(math.isfinite(value) for _, value in scalars[tag]), f"non-finite value in {tag!r}"
     return scalars
+
+
+def logged_values(run_dir) -> dict:
+    """A run's scalars without the wall-clock ones (charts/SPS): what two runs with the same seed must share."""
+    return {tag: values for tag, values in read_scalars(str(run_dir)).items() if tag != "charts/SPS"}
+
+
+def checkpoint_of(cwd: Path) -> Path:
+    """The checkpoint (*.pt) in the one run folder under cwd/runs."""
+    return next(the_run_dir(cwd).glob("*.pt"))
+
+
+def undocumented_args(script: str) -> list[str]:
+    """The fields of a script's `Args` dataclass not followed by a docstring (tyro shows it in --help)."""
+    tree = ast.parse((ROOT / script).read_text())
+    body = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Args").body
+    fields = [(i, node.target.id) for i, node in enumerate(body) if isinstance(node, ast.AnnAssign)]
+    assert fields, f"{script}: no Args fields found"
+    missing = []
+    for i, name in fields:
+        following = body[i + 1] if i + 1 < len(body) else None
+        if not (isinstance(following, ast.Expr) and isinstance(getattr(following, "value", None), ast.Constant)):
+            missing.append(name)
+    return missing
+
+
+def interrupt_when_training(script: str, *flags: str, cwd: Path, timeout: float = 120) -> tuple[int, str, str]:
+    """Start `python <script> <flags>`, send Ctrl-C (SIGINT) once its first progress line is out, and wait.
+
+    Returns (exit code, stdout, stderr)."""
+    command = [sys.executable, str(ROOT / script), *flags]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stdout:  # progress lines are flushed; the first comes after the SIGINT handler is set
+        seen.append(line)
+        if line.startswith("step "):
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, "".join(seen) + out, err

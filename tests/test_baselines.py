@@ -118,6 +118,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, monkeypatch, 
         (dict(batch_size=64, buffer_size=32), "--batch-size 64 exceeds --buffer-size 32"),
         (dict(noise_schedule="0:1,abc"), "--noise-schedule '0:1,abc' is not 'step:scale,...'"),
         (dict(target_update_interval=0), "--target-update-interval must be positive"),
+        (dict(gamma=1.5), "need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]"),
+        (dict(save_every=-1), "--save-every must be >= 0"),
     ],
 )
 def test_bad_input_stops_before_training_with_one_line(tmp_path, monkeypatch, name, flags, message):

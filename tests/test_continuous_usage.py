@@ -1,28 +1,24 @@
 """Everyday use of pr2_continuous.py: resume, Ctrl-C, faults, evaluation video, tracking, progress, --help,
 and copying the script into another project."""
 
-import ast
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import torch
 
-from tests.helpers import ROOT, finite_scalars, run_ok, run_script, the_run_dir
-from utils.logger import read_scalars
+from tests.helpers import (
+    ROOT,
+    checkpoint_of,
+    finite_scalars,
+    interrupt_when_training,
+    logged_values,
+    run_ok,
+    run_script,
+    the_run_dir,
+    undocumented_args,
+)
 
 SCRIPT = "pr2_continuous.py"
 QUICK = ["--learning-starts", "100", "--batch-size", "16", "--log-every", "50", "--seed", "5"]
-
-
-def logged_values(run_dir):
-    return {tag: values for tag, values in read_scalars(str(run_dir)).items() if tag != "charts/SPS"}
-
-
-def checkpoint_of(cwd):
-    return next(the_run_dir(cwd).glob("*.pt"))
 
 
 def test_resumed_run_logs_the_same_values_as_an_uninterrupted_one(tmp_path):
@@ -69,15 +65,8 @@ def test_bad_checkpoints_get_one_line_errors(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     flags = ["--env", "differential", *QUICK, "--total-timesteps", "100000", "--save-model", "--log-every", "10"]
-    command = [sys.executable, str(ROOT / SCRIPT), *flags]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("runs/*/events*")) and time.time() < deadline:  # wait until training is under way
-        time.sleep(0.2)
-    time.sleep(3)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    returncode, out, err = interrupt_when_training(SCRIPT, *flags, cwd=tmp_path)
+    assert returncode == 130, err
     assert "continue with --resume" in out
     step = torch.load(checkpoint_of(tmp_path), weights_only=False)["step"]
     assert 0 < step < 100000
@@ -131,14 +120,7 @@ def test_progress_does_not_flood_a_log_file(tmp_path):
 
 
 def test_every_flag_has_a_docstring():
-    tree = ast.parse((ROOT / SCRIPT).read_text())
-    args_class = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Args")
-    body = args_class.body
-    fields = [(i, node.target.id) for i, node in enumerate(body) if isinstance(node, ast.AnnAssign)]
-    assert len(fields) > 30
-    for i, name in fields:
-        following = body[i + 1] if i + 1 < len(body) else None
-        assert isinstance(following, ast.Expr) and isinstance(following.value.value, str), f"--{name} has no docstring"
+    assert undocumented_args(SCRIPT) == []
 
 
 CUSTOM_ENV = '''
