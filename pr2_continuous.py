@@ -172,6 +172,11 @@ def resolve_args(args: Args) -> Args:
         raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
     if args.batch_size > args.buffer_size:
         raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
+    if not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1):
+        raise ValueError(
+            f"need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, "
+            f"{args.gamma}, {args.tau}"
+        )
     if args.alpha_start is None:
         args.alpha_start = 40.0 * args.alpha if args.policy == "soft" else args.alpha
     if args.alpha <= 0 or args.alpha_start <= 0:
@@ -660,8 +665,9 @@ def main(args: Args, checkpoint: dict | None = None):
             agents.load_state_dict(checkpoint["agents"])
             optimizer.load_state_dict(checkpoint["optimizer"])
         except (RuntimeError, ValueError, KeyError) as error:
+            message = " ".join(str(error).split())  # one line
             raise SystemExit(
-                f"{script}: error: --resume: the checkpoint does not fit these networks: {error}"
+                f"{script}: error: --resume: the checkpoint does not fit these networks: {message}"
             ) from None
         if checkpoint["buffer"] is not None:
             buffer.load_state_dict(checkpoint["buffer"])

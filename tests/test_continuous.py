@@ -214,6 +214,7 @@ def make():
         (["--total-timesteps", "-5"], "--total-timesteps must be positive"),
         (["--noise-schedule", "0:1,abc"], "--noise-schedule '0:1,abc' is not 'step:scale,...'"),
         (["--env", "differential", "--scenario", "paper2"], "unknown differential --scenario 'paper2'"),
+        (["--gamma", "2"], "--gamma in [0, 1]"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):
