@@ -140,6 +140,8 @@ class Args:
     paths on every node."""
     cross_play_episodes: int = 50
     """evaluation episodes per cross-play pairing and seed"""
+    report_only: bool = False
+    """write the report from the runs finished so far, start none (e.g. while the grid still runs elsewhere)"""
     name: str | None = None
     """prefix of the output files and of the work folder; None: grid_<budget>"""
     out_dir: str = "benchmarks/results"
@@ -584,6 +586,9 @@ def main(args: Args, argv: list[str]):
         else:
             results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
     print(f"{len(jobs)} runs: {len(jobs) - len(todo)} already done, {len(todo)} to run", flush=True)
+    if args.report_only:
+        print(f"--report-only: {len(todo)} unfinished run(s) left out of the report", flush=True)
+        todo = []
     for job in todo:
         prepare(job.folder)  # an interrupted run starts again from scratch
     for count, (job, outcome) in enumerate(dispatch(todo, args), start=1):

@@ -113,6 +113,10 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     (interrupted / "result.json").unlink()
     stale = next((interrupted / "runs").iterdir())
     (stale / "half_written").write_text("x")
+    report_only = run_grid_ok(*flags, "--report-only", cwd=tmp_path)  # reports what is finished, starts nothing
+    assert "4 runs: 3 already done, 1 to run" in report_only and "1 unfinished run(s) left out" in report_only
+    assert (stale / "half_written").exists() and not (interrupted / "result.json").exists()
+    assert "| simple_spread | ddpg | 1 |" in (out / "grid_smoke.md").read_text()
     (tmp_path / "stub" / "ray").mkdir(parents=True)
     (tmp_path / "stub" / "ray" / "__init__.py").write_text(RAY_STUB)
     stub_env = dict(PYTHONPATH=str(tmp_path / "stub"), RAY_STUB_LOG=str(tmp_path / "ray.log"))
