@@ -357,8 +357,17 @@ def fmt(values, digits: int = 2) -> str:
 
 
 # ---------------------------------------------------------------- report
-def draw_curves(rows: dict, task: str, path: Path):
-    """Learning curves of one task: {label: [result, ...]} -> mean ± 95% CI band over seeds."""
+def smooth(values: list[float], window: int) -> np.ndarray:
+    """Trailing moving average over `window` points (fewer at the start), so that the first value stays the first."""
+    sums = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def draw_curves(rows: dict, task: str, path: Path, smoothing: float = 0.05):
+    """Learning curves of one task: {label: [result, ...]} -> mean ± 95% CI band over seeds, each seed's curve first
+    smoothed by a trailing moving average over `smoothing` of its logged points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,12 +376,14 @@ def draw_curves(rows: dict, task: str, path: Path):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, results in rows.items():
         steps = sorted(set.intersection(*(set(step for step, _ in r["curve"]) for r in results)))
-        values = [[dict(r["curve"])[step] for step in steps] for r in results]
+        window = max(1, int(smoothing * len(steps)))
+        values = [smooth([dict(r["curve"])[step] for step in steps], window) for r in results]
         mean, half = mean_ci(values)
         ax.plot(steps, mean, label=f"{label} ({len(results)} seeds)")
         if len(results) > 1:
             ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
-    ax.set(title=task, xlabel="environment steps", ylabel="episodic return (mean over agents)")
+    ax.set(title=f"{task} (moving average over {smoothing:.0%} of training)", xlabel="environment steps")
+    ax.set(ylabel="episodic return (mean over agents)")
     ax.legend()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

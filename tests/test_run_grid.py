@@ -164,3 +164,8 @@ def test_speed_and_targets_are_judged_from_the_runs():
         in ("\n".join(run_grid.targets_section({}, crossed)))
     )
     assert np.isnan(run_grid.mean_ci([1.0])[1])
+
+
+def test_smoothing_is_a_trailing_moving_average():
+    assert run_grid.smooth([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert run_grid.smooth([2.0, 4.0], 1).tolist() == [2.0, 4.0]
