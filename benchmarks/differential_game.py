@@ -70,16 +70,24 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
     return label, script, [flag for flag in flags.split(",") if flag]
 
 
-def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
-    """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
+def load_two_agents(checkpoint_path: Path) -> torch.nn.ModuleList | None:
+    """The two PR2Agents of a two-agent pr2_continuous.py checkpoint on the differential game; None for any other."""
     checkpoint = torch.load(checkpoint_path, weights_only=False)
     if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
-        return []  # not a two-agent pr2_continuous.py checkpoint
+        return None
     import pr2_continuous
 
-    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"].get("policy") == "soft"
+    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft"
     agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden, stochastic) for _ in range(2))
     agents.load_state_dict(checkpoint["agents"])
+    return agents
+
+
+def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
+    """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
+    agents = load_two_agents(checkpoint_path)
+    if agents is None:
+        return []
     grid = torch.linspace(-1, 1, 201)
     own, other = torch.meshgrid(grid, grid, indexing="ij")
     maxima = []
@@ -101,14 +109,11 @@ def value_of_own_action(checkpoint_path: Path, alphas=(20.0, 0.5), n_samples: in
     gap: Q^0(s, +5) - Q^0(s, -5), the soft values of the two optima's own actions, α·log E_b exp(Q(s, a, b)/α), with
     b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (the soft policy's start and end values).
     """
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
-    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
+    agents = load_two_agents(checkpoint_path)
+    if agents is None:
         return {}
     import pr2_continuous
 
-    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft"
-    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden, stochastic) for _ in range(2))
-    agents.load_state_dict(checkpoint["agents"])
     agent, obs = agents[0], torch.zeros(1, 1)
     own = torch.tensor([[[5.0 / ACTION_SCALE]], [[-5.0 / ACTION_SCALE]]])  # [2 actions, 1 candidate, 1]
     generator_state = torch.random.get_rng_state()
