@@ -351,6 +351,19 @@ def mean_ci(values, confidence: float = 0.95):
     return values.mean(0), half
 
 
+def difference(a, b, confidence: float = 0.95) -> str:
+    """'mean(a) - mean(b) ± half-width' of two independent sets of per-seed numbers (Welch's t interval)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    gap = a.mean() - b.mean()
+    if len(a) < 2 or len(b) < 2:
+        return f"{gap:+.2f}"
+    from scipy import stats
+
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else 1.0
+    return f"{gap:+.2f} ± {stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(va + vb):.2f}"
+
+
 def fmt(values, digits: int = 2) -> str:
     """'mean ± half-width' of a list of per-seed numbers."""
     mean, half = mean_ci(values)
@@ -546,7 +559,8 @@ def targets_section(results: dict, crossed: dict) -> list[str]:
         if ("simple_spread", first) in results and ("simple_spread", second) in results:
             a, b = ([r["final_return"] for r in results[("simple_spread", k)].values()] for k in (first, second))
             target(
-                f"simple_spread: {first}'s final return ≥ {second}'s ({np.mean(a):.2f} vs {np.mean(b):.2f})",
+                f"simple_spread: {first}'s final return ≥ {second}'s ({np.mean(a):.2f} vs {np.mean(b):.2f}, "
+                f"difference {difference(a, b)})",
                 np.mean(a) >= np.mean(b),
             )
     for task, pr2, baseline, side, gain in verdicts(crossed):

@@ -30,6 +30,15 @@ def test_mean_ci_is_the_student_t_interval():
     assert run_grid.fmt([1.0, 2.0, 3.0, 4.0, 5.0]) == "3.00 ± 1.96"
 
 
+def test_difference_is_welchs_t_interval():
+    from scipy import stats
+
+    a, b = [-21.3, -20.6, -21.4, -20.2], [-21.1, -20.2, -19.5]
+    low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval()
+    assert run_grid.difference(a, b) == f"{(low + high) / 2:+.2f} ± {(high - low) / 2:.2f}"
+    assert run_grid.difference([1.0], [2.0, 3.0]) == "-1.50"  # one seed: no interval
+
+
 def test_final_value_averages_the_last_tenth_of_training():
     curve = [(step, float(step)) for step in range(100, 1001, 100)]
     assert run_grid.final_value(curve, 1000) == 1000.0  # only step 1000 is past 900
@@ -152,7 +161,7 @@ def test_speed_and_targets_are_judged_from_the_runs():
     speed = "\n".join(run_grid.speed_section(results))
     assert "| simple_spread | pr2_ac / maddpg | 50 ± 127 | 100 ± 0 | 0.50 | yes |" in speed
     targets = "\n".join(run_grid.targets_section(results, {}))
-    assert "pr2_ac's final return ≥ maddpg's (-21.00 vs -24.00) | met |" in targets
+    assert "pr2_ac's final return ≥ maddpg's (-21.00 vs -24.00, difference +3.00 ± 6.08) | met |" in targets
     assert "pr2_ac training SPS ≥ 0.5 × maddpg's (0.50×) | met |" in targets
     crossed = {  # PR2 good agents lose 1 to MADDPG adversaries, in both seeds, compared with MADDPG good agents
         ("simple_tag", "pr2_ac", "maddpg"): [dict(good=-6.0, adversary=6.0), dict(good=-4.0, adversary=4.0)],
