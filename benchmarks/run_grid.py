@@ -306,7 +306,8 @@ def sides(returns: dict) -> dict:
 
 def cross_play(results: dict, args: Args) -> dict:
     """{(task, good label, adversary label): [per-seed {good, adversary}]}: good agents from one algorithm's run,
-    adversaries from another's run with the same seed index, noise-free, no training. Cached per pairing and seed."""
+    adversaries from another's run with the same seed index, noise-free, no training. Cached per pairing and seed,
+    together with the two checkpoints it was computed from: a redone run is played again."""
     table = {}
     for task in ADVERSARIAL:
         for pr2, baseline in PAIRS:
@@ -319,8 +320,9 @@ def cross_play(results: dict, args: Args) -> dict:
                 for seed in seeds:
                     cache = Path(args.work_dir).resolve() / args.name / "cross_play" / task
                     cache = cache / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
-                    if not cache.exists():
-                        good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
+                    good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
+                    checkpoints = [good_run["checkpoint"], adversary_run["checkpoint"]]  # each has its run's timestamp
+                    if not cache.exists() or json.loads(cache.read_text()).get("checkpoints") != checkpoints:
                         good_policies = policies_of(good_run, job_folder(args, task, good, seed))
                         adversary_policies = policies_of(adversary_run, job_folder(args, task, adversary, seed))
                         policies = {
@@ -329,7 +331,7 @@ def cross_play(results: dict, args: Args) -> dict:
                         }
                         returns = play(policies, task, good_run["max_cycles"], args.cross_play_episodes)
                         cache.parent.mkdir(parents=True, exist_ok=True)
-                        cache.write_text(json.dumps(sides(returns)))
+                        cache.write_text(json.dumps(dict(sides(returns), checkpoints=checkpoints)))
                     table[key].append(json.loads(cache.read_text()))
     return table
 

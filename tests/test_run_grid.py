@@ -140,6 +140,27 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     }
 
 
+def test_cross_play_is_cached_per_checkpoint_pair_and_redone_for_a_redone_run(tmp_path, monkeypatch):
+    played = []
+    monkeypatch.setattr(run_grid, "policies_of", lambda run, folder: {"adversary_0": run, "agent_0": run})
+    monkeypatch.setattr(
+        run_grid, "play", lambda policies, *_: played.append(policies) or {"adversary_0": -1.0, "agent_0": 1.0}
+    )
+
+    def run(label, stamp):
+        return dict(label=label, checkpoint=f"runs/simple_tag__{label}__0__{stamp}/{label}.pt", max_cycles=25)
+
+    args = run_grid.Args(work_dir=str(tmp_path), name="grid", cross_play_episodes=2)
+    results = {("simple_tag", "pr2_ac"): {0: run("pr2_ac", 1)}, ("simple_tag", "maddpg"): {0: run("maddpg", 1)}}
+    first = run_grid.cross_play(results, args)
+    assert len(played) == 4 and first[("simple_tag", "pr2_ac", "maddpg")][0]["good"] == 1.0  # 4 pairings, 1 seed
+    run_grid.cross_play(results, args)
+    assert len(played) == 4  # cached
+    results[("simple_tag", "maddpg")][0] = run("maddpg", 2)  # maddpg's run was redone: new checkpoint
+    run_grid.cross_play(results, args)
+    assert len(played) == 7  # every pairing with maddpg played again, pr2_ac against itself not
+
+
 def test_unknown_names_and_a_missing_ray_stop_before_anything_runs(tmp_path):
     with pytest.raises(SystemExit, match="unknown algorithm 'maddgp'; known: pr2_soft, pr2_ac, maddpg"):
         run_grid.main(run_grid.Args(algorithms=["maddgp"], work_dir=str(tmp_path)), [])
