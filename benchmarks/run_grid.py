@@ -322,7 +322,8 @@ def cross_play(results: dict, args: Args) -> dict:
                     cache = cache / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
                     good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
                     checkpoints = [good_run["checkpoint"], adversary_run["checkpoint"]]  # each has its run's timestamp
-                    if not cache.exists() or json.loads(cache.read_text()).get("checkpoints") != checkpoints:
+                    cached = json.loads(cache.read_text()) if cache.exists() else {}
+                    if cached.get("checkpoints") != checkpoints:
                         good_policies = policies_of(good_run, job_folder(args, task, good, seed))
                         adversary_policies = policies_of(adversary_run, job_folder(args, task, adversary, seed))
                         policies = {
@@ -331,8 +332,9 @@ def cross_play(results: dict, args: Args) -> dict:
                         }
                         returns = play(policies, task, good_run["max_cycles"], args.cross_play_episodes)
                         cache.parent.mkdir(parents=True, exist_ok=True)
-                        cache.write_text(json.dumps(dict(sides(returns), checkpoints=checkpoints)))
-                    table[key].append(json.loads(cache.read_text()))
+                        cached = dict(sides(returns), checkpoints=checkpoints)
+                        cache.write_text(json.dumps(cached))
+                    table[key].append(cached)
     return table
 
 
@@ -408,10 +410,12 @@ def draw_curves(rows: dict, task: str, path: Path, smoothing: float = 0.05):
 def write_report(results: dict, crossed: dict, failed: list, args: Args, argv: list[str], timing: dict, out: Path):
     budget, name = BUDGETS[args.budget], args.name
     tasks = [task for task in TASKS if any(key[0] == task for key in results)]
+    # --report-only changes no result: the command that reproduces the grid is the one without it
+    command = " ".join(["python benchmarks/run_grid.py", *(flag for flag in argv if flag != "--report-only")])
     lines = [
         f"# PR2 against MADDPG, DDPG and DDPG-OM ({args.budget} budget)",
         "",
-        f"Command: `python benchmarks/run_grid.py {' '.join(argv)}`  ",
+        f"Command: `{command}`  ",
         "Extra flags: "
         + "; ".join(f"{task} `{' '.join(budget.flags_for(task)) or 'none (script defaults)'}`" for task in tasks)
         + "  ",
