@@ -1,0 +1,136 @@
+"""Same commands, same logs: a guard for refactors that must not change behaviour.
+
+Runs a short fixed-seed command of every script (both policies of pr2_continuous.py, PR2-Q and deep PR2 of
+pr2_discrete.py, the three baselines) and compares every logged scalar except the wall-clock `charts/SPS`,
+bit for bit, with the fingerprint committed in benchmarks/results/log_fingerprint.json.
+
+    python benchmarks/log_fingerprint.py --record     # before a refactor: write the fingerprint
+    python benchmarks/log_fingerprint.py              # after it: exit 1 and list every difference
+
+Values are compared as exact float32 bit patterns (hex), on CPU with one thread per run. A fingerprint is tied to
+the software versions it records; the check refuses to compare across versions.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.logger import read_scalars  # noqa: E402
+
+FINGERPRINT = ROOT / "benchmarks" / "results" / "log_fingerprint.json"
+PARTICLE = [
+    "--env",
+    "particle",
+    "--total-timesteps",
+    "1200",
+    "--learning-starts",
+    "400",
+    "--eval-episodes",
+    "2",
+    "--save-model",
+]
+COMMANDS = {
+    "continuous_soft": ["pr2_continuous.py", *PARTICLE, "--log-every", "200", "--seed", "3"],
+    "continuous_deterministic": [
+        *["pr2_continuous.py", *PARTICLE, "--log-every", "200", "--seed", "3", "--policy", "deterministic"]
+    ],
+    "continuous_differential": [
+        *[
+            "pr2_continuous.py",
+            "--env",
+            "differential",
+            "--total-timesteps",
+            "500",
+            "--learning-starts",
+            "200",
+            "--save-model",
+        ]
+    ],
+    "discrete_pr2q": ["pr2_discrete.py", "--env", "matrix", "--total-timesteps", "300", "--save-model", "--seed", "2"],
+    "discrete_deep": [
+        *["pr2_discrete.py", "--env", "particle", "--total-timesteps", "1200", "--learning-starts", "400"],
+        *["--save-model", "--eval-episodes", "2", "--seed", "2"],
+    ],
+    "maddpg": ["baselines/maddpg.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
+    "ddpg": ["baselines/ddpg.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
+    "ddpg_om": ["baselines/ddpg_om.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
+}
+
+
+def versions() -> dict:
+    import mpe2
+    import numpy
+    import pettingzoo
+    import torch
+
+    return dict(
+        torch=torch.__version__, numpy=numpy.__version__, pettingzoo=pettingzoo.__version__, mpe2=mpe2.__version__
+    )
+
+
+def fingerprint_of(name: str) -> dict:
+    """Run COMMANDS[name] in an empty folder; {tag: [[step, hex value], ...]} of everything but charts/SPS."""
+    with tempfile.TemporaryDirectory() as cwd:
+        command = [sys.executable, str(ROOT / COMMANDS[name][0]), *COMMANDS[name][1:]]
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(ROOT))
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
+        (run_dir,) = (path for path in (Path(cwd) / "runs").iterdir() if path.is_dir())
+        scalars = read_scalars(str(run_dir))
+    return {
+        tag: [[s, float(v).hex()] for s, v in values] for tag, values in sorted(scalars.items()) if tag != "charts/SPS"
+    }
+
+
+def differences(expected: dict, actual: dict) -> list[str]:
+    found = [f"tag only in the fingerprint: {tag}" for tag in sorted(set(expected) - set(actual))]
+    found += [f"tag not in the fingerprint: {tag}" for tag in sorted(set(actual) - set(expected))]
+    for tag in sorted(set(expected) & set(actual)):
+        if expected[tag] != actual[tag]:
+            first = next((e, a) for e, a in zip(expected[tag] + [None], actual[tag] + [None]) if e != a)
+            found.append(f"{tag}: first difference {first[0]} (fingerprint) vs {first[1]} (now)")
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", action="store_true", help="write the fingerprint instead of checking it")
+    parser.add_argument("--only", nargs="*", default=list(COMMANDS), choices=list(COMMANDS), help="commands to run")
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time (one CPU thread each)")
+    options = parser.parse_args()
+    with ThreadPoolExecutor(options.workers) as pool:
+        now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
+    if options.record:
+        saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
+        saved = {"versions": versions(), "commands": COMMANDS, "runs": {**saved["runs"], **now}}
+        FINGERPRINT.write_text(json.dumps(saved, indent=0) + "\n")
+        print(f"recorded {', '.join(now)} in {FINGERPRINT.relative_to(ROOT)}")
+        return
+    saved = json.loads(FINGERPRINT.read_text())
+    if saved["versions"] != versions():
+        raise SystemExit(f"the fingerprint was recorded with {saved['versions']}, this is {versions()}: --record anew")
+    failed = False
+    for name, actual in now.items():
+        if saved["commands"].get(name) != COMMANDS[name]:
+            print(f"{name}: the command changed since the fingerprint; --record --only {name} anew")
+            failed = True
+            continue
+        found = differences(saved["runs"][name], actual)
+        print(f"{name}: {'identical' if not found else 'DIFFERENT'} ({sum(map(len, actual.values()))} values)")
+        for line in found:
+            print(f"  {line}")
+        failed = failed or bool(found)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
