@@ -2,19 +2,17 @@
 # --policy deterministic is the original PR2-AC; --policy soft (default) is our variant with an energy-based policy.
 # One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop. Docs and results: README.md.
 import os
-import random
-import signal
-import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
-from utils.envs import EnvError, env_label, make_env
-from utils.logger import Progress, load_checkpoint, make_run_name, make_writer, save_checkpoint
+from utils import run
+from utils.envs import EnvError, env_label, make_env, to_env_action
+from utils.logger import TrainingLog, make_run_name, make_writer
 
 
 @dataclass
@@ -50,18 +48,16 @@ class Args:
 
     # Environment
     env: str = "particle"
-    """'particle' (an mpe2 scenario), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory'
-    returning your own PettingZoo ParallelEnv with Box actions"""
+    """'particle' (mpe2), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory' (yours)"""
     scenario: str | None = None
-    """particle: the mpe2 scenario (default simple_spread); differential: the reward formula, 'paper' (default) or
-    'code' (the original code's /3 variant)"""
+    """particle: the mpe2 scenario (default simple_spread); differential: 'paper' (default), 'code' (the original
+    code's /3 formula), ..."""
     max_cycles: int = 25
     """steps per particle episode"""
 
     # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
     total_timesteps: int | None = None
-    """environment steps (default differential: 6,000 soft policy, 16,000 deterministic (the original code's);
-    otherwise 100,000)"""
+    """environment steps (default: differential 6,000 soft, 16,000 deterministic (the original code's); 100,000)"""
     learning_starts: int | None = None
     """environment steps before the first gradient step (default: 1,000 differential; 5,000 otherwise)"""
     train_frequency: int | None = None
@@ -104,16 +100,14 @@ class Args:
     marginal_particles: int = 4
     """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
     value_particles: int | None = None
-    """M: opponent samples for the soft value and the actor objective (default: 16 differential, the original code's;
-    8 otherwise)"""
+    """M: opponent samples for the soft value and the actor objective (default: 16 differential, as the original; 8)"""
     kernel_particles: int | None = None
-    """K: opponent-model particles per state in the SVGD update (default: 32 differential, the original code's;
-    16 otherwise)"""
+    """K: opponent-model particles per state in the SVGD update (default: 32 differential, as the original; 16)"""
     kernel_update_ratio: float = 0.5
     """share of the K particles that are moved; the rest are held fixed to build the SVGD direction"""
     actor_objective: Literal["softmax", "mean"] = "softmax"
-    """the actor's aggregate over ρ samples b_k: 'softmax' α·log mean_k exp(Q(s, μ(s), b_k)/α) (the original code)
-    or 'mean' E_ρ[Q] (Eqs. 6/7)"""
+    """the actor's aggregate over ρ's samples b_k: 'softmax' α·log mean_k exp(Q(s, μ(s), b_k)/α) (the original) or
+    'mean' E_ρ[Q] (Eqs. 6/7)"""
 
     # Exploration
     noise_schedule: str | None = None
@@ -130,31 +124,13 @@ class Args:
 # The differential game uses the original code's settings. Elsewhere (particle tasks, your envs) an update costs
 # ~(batch x particles) network passes per agent, so the defaults trade particles and update rate for speed on a CPU.
 ENV_DEFAULTS = {
-    "differential": dict(
-        total_timesteps=dict(soft=6_000, deterministic=16_000),
-        learning_starts=1_000,
-        train_frequency=1,
-        batch_size=64,
-        gamma=0.99,
-        learning_rate=3e-4,
-        alpha=0.5,
-        noise_schedule="0:1.0,1600:0.01,2666:0.001",
-        kernel_particles=32,
-        value_particles=16,
-    ),
-    "other": dict(
-        total_timesteps=100_000,
-        learning_starts=5_000,
-        train_frequency=4,
-        batch_size=128,
-        gamma=0.95,
-        learning_rate=1e-3,
-        alpha=dict(soft=0.1, deterministic=0.5),
-        noise_schedule="0:0.3,50000:0.1",
-        kernel_particles=16,
-        value_particles=8,
-    ),
-}
+    "differential": dict(total_timesteps=dict(soft=6_000, deterministic=16_000), learning_starts=1_000,
+                         train_frequency=1, batch_size=64, gamma=0.99, learning_rate=3e-4, alpha=0.5,
+                         kernel_particles=32, value_particles=16, noise_schedule="0:1.0,1600:0.01,2666:0.001"),
+    "other": dict(total_timesteps=100_000, learning_starts=5_000, train_frequency=4, batch_size=128, gamma=0.95,
+                  learning_rate=1e-3, alpha=dict(soft=0.1, deterministic=0.5), kernel_particles=16, value_particles=8,
+                  noise_schedule="0:0.3,50000:0.1"),
+}  # fmt: skip
 
 
 def resolve_args(args: Args) -> Args:
@@ -162,49 +138,32 @@ def resolve_args(args: Args) -> Args:
     for key, value in ENV_DEFAULTS["differential" if args.env == "differential" else "other"].items():
         if getattr(args, key) is None:
             setattr(args, key, value[args.policy] if isinstance(value, dict) else value)
-    positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
-    for name in positive + ["log_every", "target_update_interval", "torch_threads"]:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.eval_episodes < 0 or args.save_every < 0:
-        raise ValueError("--learning-starts, --eval-episodes and --save-every must be >= 0")
-    if args.capture_video and args.eval_episodes == 0:
-        raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
-    if args.batch_size > args.buffer_size:
-        raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
-    if not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1):
-        raise ValueError(
-            f"need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, "
-            f"{args.gamma}, {args.tau}"
-        )
     if args.alpha_start is None:
         args.alpha_start = 40.0 * args.alpha if args.policy == "soft" else args.alpha
-    if args.alpha <= 0 or args.alpha_start <= 0:
-        raise ValueError(f"--alpha and --alpha-start must be positive, got {args.alpha} and {args.alpha_start}")
-    if args.anneal_steps <= 0 or args.marginal_particles <= 0:
-        raise ValueError("--anneal-steps and --marginal-particles must be positive")
-    if args.policy_particles - int(args.policy_particles * args.kernel_update_ratio) < 2:
-        raise ValueError("--policy-particles and --kernel-update-ratio must leave >= 2 fixed particles")
-    n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
-    if not 2 <= n_fixed < args.kernel_particles:
-        raise ValueError("--kernel-particles and --kernel-update-ratio must leave >= 2 fixed and >= 1 moved particles")
-    parse_schedule(args.noise_schedule)
+    positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
+    positive += ["log_every", "target_update_interval", "torch_threads", "learning_rate", "alpha", "alpha_start"]
+    for name in positive + ["anneal_steps", "marginal_particles"]:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    problems = [
+        (min(args.learning_starts, args.eval_episodes, args.save_every) < 0, "--learning-starts, --eval-episodes and "
+         "--save-every must be >= 0"),
+        (args.capture_video and not args.eval_episodes, "--capture-video records the evaluation: --eval-episodes > 0"),
+        (args.batch_size > args.buffer_size, f"--batch-size {args.batch_size} exceeds --buffer-size "
+         f"{args.buffer_size}"),
+        (not (0 <= args.gamma <= 1 and 0 < args.tau <= 1), f"need --gamma in [0, 1] and --tau in (0, 1]; got "
+         f"{args.gamma}, {args.tau}"),
+    ]  # fmt: skip
+    for flag in ("policy_particles", "kernel_particles"):  # SVGD needs >= 2 particles to fix and >= 1 to move
+        moved = int(getattr(args, flag) * args.kernel_update_ratio)
+        bad = not (moved >= 1 and getattr(args, flag) - moved >= 2)
+        problems.append((bad, f"--{flag.replace('_', '-')} {getattr(args, flag)} with --kernel-update-ratio "
+                         f"{args.kernel_update_ratio} must leave >= 2 fixed and >= 1 moved particles"))  # fmt: skip
+    for bad, message in problems:
+        if bad:
+            raise ValueError(message)
+    run.parse_schedule(args.noise_schedule)
     return args
-
-
-def parse_schedule(text: str) -> list[tuple[int, float]]:
-    """'0:1.0,1600:0.01' -> [(0, 1.0), (1600, 0.01)], sorted by step."""
-    try:
-        points = sorted((int(step), float(value)) for step, value in (item.split(":") for item in text.split(",")))
-    except ValueError:
-        raise ValueError(f"--noise-schedule {text!r} is not 'step:scale,...', e.g. '0:1.0,1600:0.01'") from None
-    if points[0][0] != 0:
-        raise ValueError(f"--noise-schedule {text!r} must start at step 0")
-    return points
-
-
-def schedule_value(points: list[tuple[int, float]], step: int) -> float:
-    return [value for start, value in points if start <= step][-1]
 
 
 # ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
@@ -344,33 +303,12 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def state_dict(self) -> dict:
-        n = self.size
-        arrays = dict(obs=self.obs, next_obs=self.next_obs, actions=self.actions)
-        state = {key: [array[:n].copy() for array in value] for key, value in arrays.items()}
-        return dict(state, rewards=self.rewards[:n].copy(), dones=self.dones[:n].copy(), pos=self.pos, size=n)
-
-    def load_state_dict(self, state: dict):
-        n = self.size = state["size"]
-        self.pos = state["pos"]
-        for key in ("obs", "next_obs", "actions"):
-            for array, saved in zip(getattr(self, key), state[key]):
-                array[:n] = saved
-        self.rewards[:n], self.dones[:n] = state["rewards"], state["dones"]
-
     def sample(self, batch_size: int) -> dict:
         idx = np.random.randint(0, self.size, size=batch_size)
-
-        def tensor(array):
-            return torch.as_tensor(array[idx], device=self.device)
-
-        return dict(
-            obs=[tensor(o) for o in self.obs],
-            actions=[tensor(a) for a in self.actions],
-            rewards=tensor(self.rewards),
-            next_obs=[tensor(o) for o in self.next_obs],
-            dones=tensor(self.dones),
-        )
+        tensor = lambda array: torch.as_tensor(array[idx], device=self.device)  # noqa: E731
+        per_agent = dict(obs=self.obs, actions=self.actions, next_obs=self.next_obs)
+        return dict({k: [tensor(a) for a in v] for k, v in per_agent.items()}, rewards=tensor(self.rewards),
+                    dones=tensor(self.dones))  # fmt: skip
 
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
@@ -540,26 +478,14 @@ class OUNoise:
         return self.state
 
 
-def to_env_action(unit_action, space):
-    """Map an action in [-1, 1] to the agent's Box [low, high]."""
-    return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
-
-
-def load_policies(path: str, device: str = "cpu") -> dict:
-    """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free policies, e.g. for cross-play."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
-    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], Args(**checkpoint["args"])).to(device)
-    agents.load_state_dict(checkpoint["agents"])
-
-    def policy(agent):
-        @torch.no_grad()
-        def act(observation):
-            observation = torch.as_tensor(observation, dtype=torch.float32, device=device)
-            return agent.act(observation, explore=False).cpu().numpy()
-
-        return act
-
-    return {name: policy(agent) for name, agent in zip(checkpoint["agent_names"], agents)}
+@torch.no_grad()
+def explore(agents, names, obs: dict, noises, noise_scale: float, device) -> list[np.ndarray]:
+    """Each agent's exploring action in [-1, 1]: μ_θ(s) plus scheduled OU noise, clipped; or a sample of π."""
+    actions = []
+    for agent, noise, name in zip(agents, noises, names):
+        action = agent.act(torch.as_tensor(obs[name], device=device), explore=True).cpu().numpy()
+        actions.append(action if agent.stochastic else np.clip(action + noise_scale * noise.sample(), -1.0, 1.0))
+    return actions
 
 
 def build_agents(obs_dims: list[int], act_dims: list[int], args: Args) -> nn.ModuleList:
@@ -569,88 +495,72 @@ def build_agents(obs_dims: list[int], act_dims: list[int], args: Args) -> nn.Mod
     )
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    """Episode k of a run always starts from the same state, so a resumed run replays exactly."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+def load_policies(path: str, device: str = "cpu") -> dict:
+    """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free policies, e.g. for cross-play."""
+    checkpoint = run.load_checkpoint(path, CHECKPOINT_KEYS, SCRIPT)
+    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], Args(**checkpoint["args"])).to(device)
+    agents.load_state_dict(checkpoint["agents"])
+    act = torch.no_grad()(lambda agent, obs: agent.act(torch.as_tensor(obs, device=device), False).cpu().numpy())
+    return {name: partial(act, agent) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
 @torch.no_grad()
-def evaluate(agents, args: Args, device, video_dir: str | None = None) -> list[float]:
-    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies (μ(s), or π's mean action)."""
-    env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
-    names, returns = env.possible_agents, []
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=episode_seed(args.seed + 1, episode))
-        total, frames = np.zeros(len(names)), []
-        while env.agents:
-            if video_dir:
-                frames.append(env.render())
-            actions = {}
-            for i, name in enumerate(names):
-                unit = agents[i].act(torch.as_tensor(obs[name], device=device), explore=False).cpu().numpy()
-                actions[name] = to_env_action(unit, env.action_space(name))
-            obs, rewards, _, _, _ = env.step(actions)
-            total += [rewards[name] for name in names]
-        if video_dir:
-            frames.append(env.render())
-        returns.append(float(total.mean()))
-        if video_dir:
-            from PIL import Image
-
-            os.makedirs(video_dir, exist_ok=True)
-            images = [Image.fromarray(frame).reduce(2) for frame in frames]
-            images[0].save(
-                f"{video_dir}/eval_episode_{episode}.gif", save_all=True, append_images=images[1:], duration=80
-            )
-    env.close()
-    return returns
+def noise_free_actions(agents, env, obs: dict, device) -> dict:
+    """{agent: env action} of the noise-free policies, μ(s) or π's mean action: what evaluation plays."""
+    actions = [agent.act(torch.as_tensor(obs[name], device=device), False).cpu().numpy() for name, agent in
+               zip(env.possible_agents, agents)]  # fmt: skip
+    return {name: to_env_action(a, env.action_space(name)) for name, a in zip(env.possible_agents, actions)}
 
 
+@torch.no_grad()
+def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args: Args, device) -> dict:
+    """The scalars of a log entry besides the episodes': losses, α, the noise scale, and on games with 1-D actions
+    (the differential game) the noise-free action and the soft policy's spread, to plot the learning path."""
+    scalars = {f"losses/{k}/{names[i]}": v.item() for i, ls in (losses or {}).items() for k, v in ls.items()}
+    for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
+        observation = torch.as_tensor(obs[name], device=device)
+        scalars[f"charts/action/{name}"] = agent.act(observation, False).item()
+        if agent.stochastic:
+            samples = agent.actor(observation[None], agent.mean_action_noise)
+            scalars[f"charts/action_std/{name}"] = samples.std().item()
+    scalars["charts/alpha"] = temperature(args, n_updates)
+    if args.policy == "deterministic":
+        scalars["charts/noise_scale"] = noise_scale
+    return scalars
+
+
+def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> dict:
+    """Load a checkpoint's networks, optimiser, buffer, noise and random state; return its counters."""
+    modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
+    run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
+    for noise, saved in zip(noises, checkpoint["noise"]):
+        noise.state[:] = saved
+    run.restore_rng_state(checkpoint["rng"])
+    counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from", "log")}
+    if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
+        counters["train_from"] = counters["step"] + max(args.batch_size, args.learning_starts)
+    return counters
+
+
+SCRIPT = os.path.basename(__file__)
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
 STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size"]
 
 
 def main(args: Args, checkpoint: dict | None = None):
-    script = os.path.basename(__file__)
     try:
         args = resolve_args(args)
-        env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=script)
-        if args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
-            raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
-        if checkpoint is not None:
-            for flag in STRUCTURAL_FLAGS:
-                if getattr(args, flag) != checkpoint["args"][flag]:
-                    raise ValueError(
-                        f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} "
-                        f"{checkpoint['args'][flag]}, not {getattr(args, flag)}; drop that flag to continue it"
-                    )
-            if checkpoint["step"] >= args.total_timesteps:
-                raise ValueError(f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps")
+        env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=SCRIPT)
+        names = env.possible_agents
+        obs_dims = [env.observation_space(n).shape[0] for n in names]
+        act_dims = [env.action_space(n).shape[0] for n in names]
+        if len(names) < 2:
+            raise ValueError(f"PR2 needs at least two agents; {args.env} has {len(names)}")
+        layout = dict(agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
+        run.check_run(env, args, checkpoint, STRUCTURAL_FLAGS, layout)
     except (ValueError, EnvError) as error:
-        raise SystemExit(f"{script}: error: {error}") from None
-
-    names = env.possible_agents
-    obs_dims = [env.observation_space(n).shape[0] for n in names]
-    act_dims = [env.action_space(n).shape[0] for n in names]
-    if len(names) < 2:
-        raise SystemExit(f"{script}: error: PR2 needs at least two agents; {args.env} has {len(names)}")
-    if checkpoint is not None:
-        saved_agents = (checkpoint["agent_names"], checkpoint["obs_dims"], checkpoint["act_dims"])
-        if saved_agents != (names, obs_dims, act_dims):
-            raise SystemExit(
-                f"{script}: error: --resume: the checkpoint's agents, observation and action sizes {saved_agents} "
-                f"do not match this env's {(names, obs_dims, act_dims)}"
-            )
-
-    # TRY NOT TO MODIFY: seeding and logging
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    for i, name in enumerate(names):
-        env.action_space(name).seed(args.seed + i)
+        raise SystemExit(f"{SCRIPT}: error: {error}") from None
+    device = run.seed_everything(args, env)  # TRY NOT TO MODIFY: seeding
 
     # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
     agents = build_agents(obs_dims, act_dims, args).to(device)
@@ -658,170 +568,90 @@ def main(args: Args, checkpoint: dict | None = None):
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
-    noise_schedule = parse_schedule(args.noise_schedule)
-    start_step, n_updates, episode, losses, pending = 0, 0, 0, None, dict(returns=[], lengths=[], last=float("nan"))
+    noise_schedule = run.parse_schedule(args.noise_schedule)
+    counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0, log=None)
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
-        try:
-            agents.load_state_dict(checkpoint["agents"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            message = " ".join(str(error).split())  # one line
-            raise SystemExit(
-                f"{script}: error: --resume: the checkpoint does not fit these networks: {message}"
-            ) from None
-        if checkpoint["buffer"] is not None:
-            buffer.load_state_dict(checkpoint["buffer"])
-        for noise, state in zip(noises, checkpoint["noise"]):
-            noise.state[:] = state
-        random.setstate(checkpoint["rng"]["python"])
-        np.random.set_state(checkpoint["rng"]["numpy"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        start_step, n_updates, episode, pending = checkpoint["step"], checkpoint["n_updates"], *checkpoint["episode"]
-        losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in checkpoint["losses"].items()} or None
+        counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
+    start_step, n_updates, episode, train_from = (counters[k] for k in ("step", "n_updates", "episode", "train_from"))
+    losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in counters["losses"].items()} or None
     run_name = (
         checkpoint["run_name"]
         if checkpoint
         else make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
     )
     writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
+    log = TrainingLog(writer, names, args.total_timesteps, start_step, counters["log"])
     model_path = f"runs/{run_name}/{args.exp_name}.pt"
 
     def training_state(step: int) -> dict:
-        """Everything a resumed run needs to continue as if it had never stopped."""
+        """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
         return dict(
-            args=asdict(args),
-            agent_names=list(names),
-            obs_dims=obs_dims,
-            act_dims=act_dims,
-            agents=agents.state_dict(),
-            optimizer=optimizer.state_dict(),
-            step=step,
-            n_updates=n_updates,
-            episode=(episode + (episode_length > 0), pending),
+            args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims,
+            agents=agents.state_dict(), optimizer=optimizer.state_dict(),
+            buffer=run.buffer_state(buffer) if args.save_buffer else None,
+            noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
+            step=step, n_updates=n_updates, episode=episode + (log.episode_length > 0), log=log.state_dict(),
             losses={i: {k: v.item() for k, v in ls.items()} for i, ls in (losses or {}).items()},
-            buffer=buffer.state_dict() if args.save_buffer else None,
-            noise=[noise.state.copy() for noise in noises],
-            rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state()),
-            run_name=run_name,
-        )
-
-    stop_requested = []
-    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))  # finish the step, save, then exit
+            train_from=train_from, run_name=run_name,
+        )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
-    progress = Progress(args.total_timesteps, start_step)
-    start_time = time.time()
-    obs, _ = env.reset(seed=episode_seed(args.seed, episode))
-    episode_return, episode_length = np.zeros(len(names)), 0
+    ctrl_c = run.StopOnCtrlC()  # finish the step, save, then exit
+    obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
     for global_step in range(start_step, args.total_timesteps):
-        # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise, clipped to [-1, 1]; the soft policy samples π instead
-        noise_scale = schedule_value(noise_schedule, global_step)
-        with torch.no_grad():
-            unit_actions = []
-            for i, name in enumerate(names):
-                action = agents[i].act(torch.as_tensor(obs[name], device=device), explore=True).cpu().numpy()
-                if not np.isfinite(action).all():
-                    raise SystemExit(
-                        f"{script}: error: non-finite action of {name} at step {global_step}; try a lower lr"
-                    )
-                if not agents[i].stochastic:
-                    action = np.clip(action + noise_scale * noises[i].sample(), -1.0, 1.0)
-                unit_actions.append(action)
+        # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise; the soft policy samples π instead
+        noise_scale = run.schedule_value(noise_schedule, global_step)
+        unit_actions = explore(agents, names, obs, noises, noise_scale, device)
+        if not np.isfinite(np.concatenate(unit_actions)).all():
+            raise SystemExit(f"{SCRIPT}: error: non-finite action at step {global_step}; try a lower lr")
         env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
         next_obs, rewards, terminations, truncations, _ = env.step(env_actions)
 
         # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
-        buffer.add(
-            [obs[n] for n in names],
-            unit_actions,
-            [rewards[n] for n in names],
-            [next_obs[n] for n in names],
-            [float(terminations[n]) for n in names],
-        )
-        episode_return += [rewards[n] for n in names]
-        episode_length += 1
+        per_agent = [[d[n] for n in names] for d in (obs, rewards, next_obs, terminations)]
+        buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]))
+        log.add_step(per_agent[1])
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            pending["returns"].append(episode_return.copy())
-            pending["lengths"].append(episode_length)
-            episode_return[:], episode_length, episode = 0.0, 0, episode + 1
-            obs, _ = env.reset(seed=episode_seed(args.seed, episode))
+            log.end_episode()
+            episode += 1
+            obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
         elif any(ended):
-            raise SystemExit(f"{script}: error: agents of {args.env} ended at different steps; they must end together")
+            raise SystemExit(f"{SCRIPT}: error: agents of {args.env} ended at different steps; they must end together")
         else:
             obs = next_obs  # CRUCIAL step easy to overlook
 
         # ALGO LOGIC: training
-        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
-            alpha = temperature(args, n_updates)
-            losses = update(agents, optimizer, buffer.sample(args.batch_size), alpha, args)
+        if global_step >= max(args.learning_starts, train_from) and global_step % args.train_frequency == 0:
+            losses = update(agents, optimizer, buffer.sample(args.batch_size), temperature(args, n_updates), args)
             n_updates += 1
             if n_updates % args.target_update_interval == 0:
                 for agent in agents:
                     polyak_update(agent, args.tau)
-            values = torch.stack([v for agent_losses in losses.values() for v in agent_losses.values()])
-            if not torch.isfinite(values).all():
-                bad = [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not torch.isfinite(v)]
-                raise SystemExit(f"{script}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
+            bad = [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not torch.isfinite(v)]
+            if bad:
+                raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
-        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes
+        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes; save; stop on Ctrl-C
         if (global_step + 1) % args.log_every == 0:
-            step = global_step + 1
-            if pending["returns"]:  # the episodes that ended since the last entry
-                returns = np.mean(pending["returns"], axis=0)
-                pending["last"] = float(returns.mean())
-                writer.add_scalar("charts/episodic_return", returns.mean(), step)
-                for name, value in zip(names, returns):
-                    writer.add_scalar(f"charts/episodic_return/{name}", value, step)
-                writer.add_scalar("charts/episodic_length", np.mean(pending["lengths"]), step)
-                pending["returns"], pending["lengths"] = [], []
-            if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
-                with torch.no_grad():
-                    for i, name in enumerate(names):
-                        observation = torch.as_tensor(obs[name], device=device)
-                        writer.add_scalar(f"charts/action/{name}", agents[i].act(observation, False).item(), step)
-                        if agents[i].stochastic:  # how widely the soft policy still explores
-                            samples = agents[i].actor(observation[None], agents[i].mean_action_noise)
-                            writer.add_scalar(f"charts/action_std/{name}", samples.std().item(), step)
-            if losses is not None:
-                for i, agent_losses in losses.items():
-                    for key, value in agent_losses.items():
-                        writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
-            writer.add_scalar("charts/SPS", int((step - start_step) / (time.time() - start_time)), step)
-            writer.add_scalar("charts/alpha", temperature(args, n_updates), step)
-            if args.policy == "deterministic":
-                writer.add_scalar("charts/noise_scale", noise_scale, step)
-            progress.update(step, pending["last"])
-
-        if args.save_model and args.save_every and (global_step + 1) % args.save_every == 0:
-            save_checkpoint(training_state(global_step + 1), model_path)
-        if stop_requested:
-            if args.save_model:
-                save_checkpoint(training_state(global_step + 1), model_path)
-                print(
-                    f"\ninterrupted at step {global_step + 1}; saved {model_path}; continue with --resume {model_path}"
-                )
-            writer.close()
-            raise SystemExit(130)
+            log.write(global_step + 1, charts(agents, names, obs, losses, noise_scale, n_updates, args, device))
+        if args.save_model and (ctrl_c.requested or args.save_every and (global_step + 1) % args.save_every == 0):
+            run.save_checkpoint(training_state(global_step + 1), model_path)
+        if ctrl_c.requested:
+            run.exit_interrupted(global_step + 1, model_path if args.save_model else None, writer)
+    ctrl_c.release()  # Ctrl-C during the evaluation stops it at once
 
     if args.save_model:
-        save_checkpoint(training_state(args.total_timesteps), model_path)
+        run.save_checkpoint(training_state(args.total_timesteps), model_path)
         print(f"model saved to {model_path}")
     if args.eval_episodes:
         video_dir = f"runs/{run_name}/videos" if args.capture_video else None
-        for idx, episodic_return in enumerate(evaluate(agents, args, device, video_dir)):
-            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        eval_env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
+        act = partial(noise_free_actions, agents, eval_env, device=device)
+        log.write_eval(args.total_timesteps, run.evaluate(eval_env, act, args.eval_episodes, args.seed + 1, video_dir))
     env.close()
     writer.close()
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
-    saved = None
-    if cli_args.resume:  # the checkpoint's flags are the defaults; flags given on the command line override them
-        try:
-            saved = load_checkpoint(cli_args.resume, CHECKPOINT_KEYS, os.path.basename(__file__))
-        except ValueError as error:
-            raise SystemExit(f"{os.path.basename(__file__)}: error: {error}") from None
-        cli_args = tyro.cli(Args, default=Args(**{**saved["args"], "resume": cli_args.resume}))
-    main(cli_args, saved)
+    main(*run.parse_args(Args, SCRIPT, CHECKPOINT_KEYS))

@@ -106,6 +106,7 @@ def main():
     parser.add_argument("--record", action="store_true", help="write the fingerprint instead of checking it")
     parser.add_argument("--only", nargs="*", default=list(COMMANDS), choices=list(COMMANDS), help="commands to run")
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (one CPU thread each)")
+    parser.add_argument("--ignore", nargs="*", default=[], help="tag prefixes left out of the comparison")
     options = parser.parse_args()
     with ThreadPoolExecutor(options.workers) as pool:
         now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
@@ -124,7 +125,8 @@ def main():
             print(f"{name}: the command changed since the fingerprint; --record --only {name} anew")
             failed = True
             continue
-        found = differences(saved["runs"][name], actual)
+        kept = lambda scalars: {t: v for t, v in scalars.items() if not t.startswith(tuple(options.ignore))}  # noqa: E731
+        found = differences(kept(saved["runs"][name]), kept(actual))
         print(f"{name}: {'identical' if not found else 'DIFFERENT'} ({sum(map(len, actual.values()))} values)")
         for line in found:
             print(f"  {line}")

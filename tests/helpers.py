@@ -93,3 +93,13 @@ def interrupt_when_training(script: str, *flags: str, cwd: Path, timeout: float 
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=timeout)
     return process.returncode, "".join(seen) + out, err
+
+
+def final_evaluation(run_dir: Path, step: int, agents: list[str]) -> float:
+    """The run's one evaluation after training, logged at its last training step: eval/episodic_return (mean over
+    episodes and agents) and eval/episodic_return/<agent>, whose mean it is."""
+    scalars = finite_scalars(run_dir, ["eval/episodic_return"] + [f"eval/episodic_return/{a}" for a in agents])
+    assert [s for s, _ in scalars["eval/episodic_return"]] == [step], scalars["eval/episodic_return"]
+    per_agent = [scalars[f"eval/episodic_return/{a}"][0][1] for a in agents]
+    assert math.isclose(scalars["eval/episodic_return"][0][1], sum(per_agent) / len(agents), rel_tol=1e-5)
+    return scalars["eval/episodic_return"][0][1]

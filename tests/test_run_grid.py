@@ -1,19 +1,27 @@
 """benchmarks/run_grid.py: the statistics on known numbers, and a tiny grid end to end: table rows, resuming without
-redoing runs, restarting an interrupted run cleanly, dispatching through a (stub) Ray cluster."""
+redoing runs, restarting an interrupted run cleanly, dispatching through a stub Ray and a real local Ray cluster."""
 
+import contextlib
 import importlib.util
 import json
 import math
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from benchmarks import run_grid
-from tests.helpers import ROOT
+from tests.helpers import ROOT, finite_scalars
 
 GRID = ["--budget", "smoke", "--algorithms", "maddpg", "ddpg", "--tasks", "simple_spread", "--seeds", "0", "1"]
 
@@ -138,6 +146,81 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     assert {path: mtime for path, mtime in before.items() if "ddpg/seed_1" not in str(path)} == {
         path: path.stat().st_mtime_ns for path in before if "ddpg/seed_1" not in str(path)
     }
+
+
+# Ray on Linux takes the machine's routable address for its node even when given 127.0.0.1; in its single-machine
+# mode (the macOS default) every Ray process, the grid's driver included, binds and connects on loopback only.
+RAY_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    """A one-node Ray cluster with 2 CPUs, started for the test with `ray start --head --block`; yields (address,
+    its temp dir). Stopped by SIGTERM to that one command, which shuts down the processes it started (`ray stop` would
+    stop every Ray cluster on the machine)."""
+    # not under tmp_path: Ray's socket paths under it would pass the 107-byte limit of Unix socket names
+    temp_dir = tempfile.mkdtemp(prefix="ray")
+    port = free_port()
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}"]
+    command += ["--num-cpus=2", f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"]
+    command += [f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"]
+    command += ["--object-store-memory=100000000"]
+    log_path = Path(temp_dir, "head.log")
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, **RAY_LOOPBACK), start_new_session=True
+        )
+    try:
+        deadline = time.time() + 120
+        while "Ray runtime started" not in log_path.read_text():
+            assert head.poll() is None and time.time() < deadline, f"ray start failed:\n{log_path.read_text()[-4000:]}"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", temp_dir
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        # its own process group (start_new_session): whatever Ray process outlived the shutdown
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs Ray (pip install ray); CI installs none")
+def test_a_smoke_grid_runs_on_a_real_local_ray_cluster(tmp_path, ray_head):
+    address, ray_dir = ray_head
+    work, out = tmp_path / "work", tmp_path / "out"
+    flags = ["--budget", "smoke", "--algorithms", "maddpg", "ddpg", "--tasks", "simple_spread", "--seeds", "0"]
+    flags += ["--work-dir", str(work), "--out-dir", str(out), "--ray-address", address]
+    stdout = run_grid_ok(*flags, cwd=tmp_path, extra_env=RAY_LOOPBACK)
+    assert "2 runs: 0 already done, 2 to run" in stdout and "[2/2] simple_spread" in stdout, stdout
+    # Ray names each task a worker runs in that worker's log: the runs went through the cluster, not local processes
+    worker_logs = [path.read_text() for path in Path(ray_dir).glob("session_*/logs/worker-*.out")]
+    assert any(":task_name:execute" in text for text in worker_logs), f"no Ray worker ran a task: {ray_dir}"
+
+    runs = run_dirs(work)
+    assert [run.parents[2].name for run in runs] == ["ddpg", "maddpg"], runs  # <label>/seed_0/runs/<run>
+    table = (out / "grid_smoke.md").read_text()
+    for run in runs:
+        label = run.parents[2].name
+        scalars = finite_scalars(run, ["charts/episodic_return", "charts/SPS"])
+        assert scalars["charts/episodic_return"][-1][0] > 100  # logged to near the end of its 150 steps
+        checkpoint = torch.load(next(run.glob("*.pt")), map_location="cpu", weights_only=False)
+        assert checkpoint["args"]["total_timesteps"] == 150 and checkpoint["args"]["exp_name"] == label
+        result = json.loads((run.parents[1] / "result.json").read_text())
+        assert (result["task"], result["label"], result["seed"]) == ("simple_spread", label, 0)
+        assert math.isfinite(result["final_return"])
+        assert result["curve"] == [list(point) for point in scalars["charts/episodic_return"]]
+        assert f"| simple_spread | {label} | 1 | 150 |" in table
 
 
 def test_cross_play_is_cached_per_checkpoint_pair_and_redone_for_a_redone_run(tmp_path, monkeypatch):

@@ -1,13 +1,12 @@
-"""Logging helpers shared by the scripts: run names, TensorBoard writer, optional W&B, progress lines,
-checkpoint files, reading logs back."""
+"""Logging helpers shared by the scripts: run names, TensorBoard writer, optional W&B, episode returns, progress
+lines, reading logs back."""
 
 import dataclasses
-import glob
 import os
 import sys
 import time
 
-import torch
+import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -42,6 +41,51 @@ def make_writer(run_name: str, args, runs_dir: str = "runs", purge_step: int | N
     return writer
 
 
+class TrainingLog:
+    """CleanRL's training charts: `charts/episodic_return` (mean over agents), `charts/episodic_return/<agent>` and
+    `charts/episodic_length` of the episodes that ended since the last entry, any other scalars the script passes,
+    `charts/SPS`, and the console progress line. `state_dict()` carries the unlogged episodes across a resume."""
+
+    def __init__(self, writer, names: list[str], total_steps: int, start_step: int = 0, state: dict | None = None):
+        self.writer, self.names, self.start_step, self.start_time = writer, names, start_step, time.time()
+        self.progress = Progress(total_steps, start_step)
+        self.episode_return, self.episode_length = np.zeros(len(names)), 0
+        self.ended = [(np.array(r), n) for r, n in state["ended"]] if state else []
+        self.last_return = state["last_return"] if state else float("nan")
+
+    def add_step(self, rewards: list[float]):
+        self.episode_return += rewards
+        self.episode_length += 1
+
+    def end_episode(self):
+        self.ended.append((self.episode_return.copy(), self.episode_length))
+        self.episode_return[:], self.episode_length = 0.0, 0
+
+    def write(self, step: int, scalars: dict):
+        if self.ended:
+            returns = np.mean([r for r, _ in self.ended], axis=0)
+            self.last_return = float(returns.mean())
+            self.writer.add_scalar("charts/episodic_return", returns.mean(), step)
+            for name, value in zip(self.names, returns):
+                self.writer.add_scalar(f"charts/episodic_return/{name}", value, step)
+            self.writer.add_scalar("charts/episodic_length", np.mean([n for _, n in self.ended]), step)
+            self.ended = []
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.add_scalar("charts/SPS", int((step - self.start_step) / (time.time() - self.start_time)), step)
+        self.progress.update(step, self.last_return)
+
+    def write_eval(self, step: int, returns: np.ndarray):
+        """`eval/episodic_return` (mean over episodes and agents) and `eval/episodic_return/<agent>` at the training
+        step the policy was evaluated at, so that an extended run's evaluations extend one curve."""
+        self.writer.add_scalar("eval/episodic_return", returns.mean(), step)
+        for name, value in zip(self.names, returns.mean(0)):
+            self.writer.add_scalar(f"eval/episodic_return/{name}", value, step)
+
+    def state_dict(self) -> dict:
+        return dict(ended=[(r.tolist(), n) for r, n in self.ended], last_return=self.last_return)
+
+
 class Progress:
     """One console line per log entry: rewritten in place on a terminal; at most `lines` lines when redirected."""
 
@@ -64,35 +108,17 @@ class Progress:
             self.next_print = step + self.every
 
 
-def save_checkpoint(state: dict, path: str):
-    """torch.save to a temporary file in the same folder, then rename: an interrupted save never leaves half a file."""
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str, required_keys, script: str) -> dict:
-    """Load a checkpoint or raise ValueError with a one-line reason (missing, truncated, not from this script)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--resume {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ValueError(f"--resume {path}: unreadable, truncated or corrupt ({type(error).__name__})") from None
-    missing = [key for key in required_keys if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise ValueError(f"--resume {path}: not a {script} checkpoint (missing {', '.join(missing)})")
-    return state
-
-
 def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of a run folder as {tag: [(step, value), ...]}, in logging order."""
+    """All scalars of a run folder as {tag: [(step, value), ...]}, in logging order, as TensorBoard shows them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents*"))):
-        accumulator = EventAccumulator(path, size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            scalars.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
-    return scalars
+    if not os.path.isdir(run_dir):
+        return {}
+    # One accumulator over the folder reads its event files in name (= opening time) order and applies a resumed
+    # writer's purge_step: what a crashed session logged after its checkpoint is dropped, not read twice. Each file
+    # on its own would keep it.
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]
+    }
