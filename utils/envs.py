@@ -319,6 +319,11 @@ def make_env(
     return game
 
 
+def to_env_action(unit_action, space):
+    """Map an action in [-1, 1] to the agent's Box [low, high]."""
+    return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+
+
 def env_label(env: str, scenario: str | None) -> str:
     """A short name for run folders: 'simple_spread', 'differential_paper', 'matrix_pr2', 'my_env'."""
     if env == "particle":
