@@ -215,6 +215,9 @@ def make():
         (["--noise-schedule", "0:1,abc"], "--noise-schedule '0:1,abc' is not 'step:scale,...'"),
         (["--env", "differential", "--scenario", "paper2"], "unknown differential --scenario 'paper2'"),
         (["--gamma", "2"], "--gamma in [0, 1]"),
+        (["--kernel-update-ratio", "0.1"], "--policy-particles 8 with --kernel-update-ratio 0.1 must leave >= 2"),
+        (["--policy-particles", "2"], "--policy-particles 2 with --kernel-update-ratio 0.5 must leave >= 2 fixed"),
+        (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):

@@ -10,6 +10,14 @@ OWN_ENVS = [
     ("differential", "paper", "continuous"),
     ("differential", "code", "continuous"),
     ("differential", "paper_n3", "continuous"),
+    ("differential", "paper_n4", "continuous"),
+    ("differential", "paper_n5", "continuous"),
+    ("differential", "code_n3", "continuous"),
+    ("differential", "code_n4", "continuous"),
+    ("differential", "code_n5", "continuous"),
+    ("differential", "paper_leader", "continuous"),
+    ("differential", "paper_leader_n3", "continuous"),
+    ("differential", "code_leader_n3", "continuous"),
     ("matrix", "pr2", "discrete"),
     ("matrix", "rock_paper_scissors", "discrete"),
     ("matrix", "0,3,1;1,2,0/3,2,1;0,1,2", "discrete"),
@@ -48,6 +56,45 @@ def test_differential_game_with_three_agents():
     assert env.possible_agents == ["agent_0", "agent_1", "agent_2"]
 
 
+@pytest.mark.parametrize("formula", ["paper", "code"])
+@pytest.mark.parametrize("n_agents", [3, 4, 5])
+def test_differential_game_with_more_agents_keeps_its_optima(formula, n_agents):
+    def reward(actions):
+        return differential_reward(actions[0], actions[1], formula, actions[2:])
+
+    assert reward([5.0] * n_agents) == pytest.approx(10.0)  # global optimum
+    assert reward([-5.0] * n_agents) == pytest.approx(0.0)  # local optimum
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # both are maxima: every small move of any agents lowers the reward
+        step = rng.normal(0, 0.3, n_agents)
+        assert reward(5.0 + step) < 10.0 and reward(-5.0 + step) < 0.0
+    env = make_env("differential", f"{formula}_n{n_agents}")
+    assert len(env.possible_agents) == n_agents and env.formula == formula
+
+
+@pytest.mark.parametrize("formula", ["paper", "code"])
+def test_leader_game_agent_0_alone_holds_the_local_optimum(formula):
+    leader = f"{formula}_leader"
+    assert differential_reward(5, 5, leader, [5]) == pytest.approx(10.0)  # global optimum, as in the plain game
+    grid = np.linspace(-10, 10, 41)
+    a1, a2, a3 = np.meshgrid(grid, grid, grid, indexing="ij")
+    values = differential_reward(a1, a2, leader, [a3])
+    best = np.unravel_index(values.argmax(), values.shape)
+    assert [grid[k] for k in best] == [pytest.approx(5.0)] * 3
+    # local optimum: the leader at -5 gets 0 whatever the followers play (f2 <= 10 - 100 there)
+    assert np.allclose(values[grid == -5], 0.0)
+    assert differential_reward(-5.5, -5, leader, [-5]) < 0 and differential_reward(-4.5, 3, leader, [-9]) < 0
+    plain = differential_reward(-5, 0, formula, [0])  # in the plain game the followers' own terms count
+    assert plain < 0 and differential_reward(-5, 0, leader, [0]) == pytest.approx(0.0)
+    # the global peak needs every agent: one follower at -5 leaves the leader's f1 at a1 = 5
+    expected = -0.8 * (10 / 3) ** 2 if formula == "paper" else -0.8 * 100 / 3
+    assert differential_reward(5, 5, leader, [-5]) == pytest.approx(expected)
+    env = make_env("differential", f"{leader}_n3")
+    env.reset(seed=0)
+    _, rewards, _, _, _ = env.step({"agent_0": np.array([-0.5]), "agent_1": np.array([0.3]), "agent_2": np.array([-1])})
+    assert rewards == {agent: pytest.approx(0.0) for agent in env.possible_agents}
+
+
 def test_differential_env_scales_unit_actions_by_ten():
     env = make_env("differential")
     env.reset(seed=0)
@@ -71,7 +118,12 @@ def test_matrix_env_pays_rows_to_agent_0_and_columns_to_agent_1():
         (dict(env="no_such_module_xyz:make"), "cannot import module 'no_such_module_xyz'"),
         (dict(env="utils.envs:no_such_factory"), "has no callable 'no_such_factory'"),
         (dict(env="differential", scenario="papr"), "use 'paper' (default) or 'code'"),
-        (dict(env="differential", scenario="paper_n1"), "with a number of agents, e.g. 'paper_n3'"),
+        (dict(env="differential", scenario="paper_n1"), "a number of agents, e.g. 'paper_n3'"),
+        (dict(env="differential", scenario="paper_follower_n3"), "optionally with '_leader'"),
+        (dict(env="differential", scenario="paper_"), "optionally with '_leader'"),
+        (dict(env="differential", scenario="leader_n3"), "use 'paper' (default) or 'code'"),
+        (dict(env="differential", scenario="paper_leader_nx"), "'paper_leader_n3'"),
+        (dict(env="differential", scenario="code_leader_n4"), None),
         (dict(env="particle", kind="continuous", scenario="simple_spread", script="x.py"), None),
         (dict(env="matrix", kind="continuous"), "has discrete actions"),
         (dict(env="differential", kind="discrete"), "has continuous actions"),

@@ -34,6 +34,7 @@ class EnvError(ValueError):
 # Differential game "max of two quadratic" (Wen et al. 2019, Sec. 5.2; spec §2.2)
 # --------------------------------------------------------------------------------------------
 DIFFERENTIAL_FORMULAS = ("paper", "code")
+DIFFERENTIAL_ROLES = ("", "_leader")  # 'paper_leader': the local branch holds agent 0's (the leader's) term only
 ACTION_SCALE = 10.0  # agents act in [-1, 1]; the game is defined on [-10, 10]
 
 
@@ -43,15 +44,20 @@ def differential_reward(a1, a2, formula: str = "paper", others=()):
     paper: f1 = 0.8 * (-((a1 + 5) / 3)^2 - ((a2 + 5) / 3)^2)   local max 0 at (-5, -5)
     code:  f1 = 0.8 * (-(a1 + 5)^2 / 3  - (a2 + 5)^2 / 3)      (the original code's variant)
     both:  f2 = -(a1 - 5)^2 - (a2 - 5)^2 + 10                 global max 10 at (5, 5)
-    With more agents every agent's action adds its term to both sums. Numpy broadcasting applies.
+    With more agents every agent's action adds its term to both sums. '<formula>_leader' (e.g. 'paper_leader'): f1
+    keeps a1's term only, so agent 0 alone secures the local 0 at a1 = -5 whatever the others play, while the global
+    10 at (5, 5, ...) still needs every agent. Numpy broadcasting applies.
     """
-    if formula not in DIFFERENTIAL_FORMULAS:
-        raise EnvError(f"unknown differential-game formula {formula!r}: use 'paper' or 'code'")
+    base = formula.split("_")[0]
+    role = formula[len(base) :]
+    if base not in DIFFERENTIAL_FORMULAS or role not in DIFFERENTIAL_ROLES:
+        raise EnvError(f"unknown differential-game formula {formula!r}: use 'paper' or 'code', optionally + '_leader'")
     actions = [np.asarray(a, dtype=np.float64) for a in (a1, a2, *others)]
-    if formula == "paper":
-        f1 = 0.8 * sum(-(((a + 5) / 3) ** 2) for a in actions)
+    local = actions[:1] if role == "_leader" else actions
+    if base == "paper":
+        f1 = 0.8 * sum(-(((a + 5) / 3) ** 2) for a in local)
     else:
-        f1 = 0.8 * sum(-((a + 5) ** 2) / 3 for a in actions)
+        f1 = 0.8 * sum(-((a + 5) ** 2) / 3 for a in local)
     f2 = sum(-((a - 5) ** 2) for a in actions) + 10.0
     return np.maximum(f1, f2)
 
@@ -279,17 +285,24 @@ def make_env(
     """Build the env named by ``--env``/``--scenario`` and check it suits ``kind`` actions.
 
     scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for
-    ``differential`` the formula (``paper``, default, or ``code``); for ``matrix`` a preset
+    ``differential`` the formula (``paper``, default, or ``code``), optionally ``_leader`` and ``_n<agents>``
+    (e.g. ``paper_leader_n3``, see ``differential_reward``); for ``matrix`` a preset
     name from ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``).
     """
     if env == "differential":
         if kind != "continuous":
             raise EnvError(f"--env differential has continuous actions; {script} needs discrete ones")
         formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_n3': three agents
-        if formula not in DIFFERENTIAL_FORMULAS or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2:
+        base = formula.split("_")[0]  # e.g. 'paper_leader_n3': agent 0 holds the local optimum alone
+        if (
+            base not in DIFFERENTIAL_FORMULAS
+            or formula[len(base) :] not in DIFFERENTIAL_ROLES
+            or not (n_agents or "2").isdigit()
+            or int(n_agents or 2) < 2
+        ):
             raise EnvError(
                 f"unknown differential --scenario {scenario!r}: use 'paper' (default) or 'code', "
-                "optionally with a number of agents, e.g. 'paper_n3'"
+                "optionally with '_leader' and a number of agents, e.g. 'paper_n3' or 'paper_leader_n3'"
             )
         game = DifferentialGame(formula, int(n_agents or 2))
     elif env == "matrix":
