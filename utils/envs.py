@@ -62,51 +62,50 @@ def differential_reward(a1, a2, formula: str = "paper", others=()):
     return np.maximum(f1, f2)
 
 
-class DifferentialGame(ParallelEnv):
-    """Two (or more) agents, 1-D actions in [-1, 1] (scaled x10 inside), one-shot episodes, shared reward.
+class OneShotGame(ParallelEnv):
+    """A game with a single state, as in the original code: the observation is a constant 0, every episode is one
+    joint action, and `payoffs(actions)` gives each agent's reward."""
 
-    The observation is a constant 0, as in the original code: the game has a single state.
-    """
+    metadata = {"name": "one_shot_game_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, action_spaces: dict):
+        self.possible_agents, self.agents, self.render_mode = list(action_spaces), [], None
+        self._action_spaces, self._observation_space = action_spaces, spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def observation_space(self, agent):
+        return self._observation_space
+
+    def action_space(self, agent):
+        return self._action_spaces[agent]
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            for i, agent in enumerate(self.possible_agents):
+                self._action_spaces[agent].seed(seed + i)
+        self.agents = list(self.possible_agents)
+        return {agent: np.zeros(1, np.float32) for agent in self.agents}, {agent: {} for agent in self.agents}
+
+    def step(self, actions):
+        rewards, agents, self.agents = self.payoffs(actions), self.agents, []
+        observations = {agent: np.zeros(1, np.float32) for agent in agents}
+        done, not_done, infos = dict.fromkeys(agents, True), dict.fromkeys(agents, False), {a: {} for a in agents}
+        return observations, rewards, done, not_done, infos
+
+
+class DifferentialGame(OneShotGame):
+    """Two (or more) agents, 1-D actions in [-1, 1] (scaled x10 inside), a shared reward."""
 
     metadata = {"name": "differential_game_v0", "render_modes": [], "is_parallelizable": True}
 
     def __init__(self, formula: str = "paper", n_agents: int = 2):
         differential_reward(0.0, 0.0, formula)  # validates the formula name
         self.formula = formula
-        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
-        self.agents = []
-        self._action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self._observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.render_mode = None
+        super().__init__({f"agent_{i}": spaces.Box(-1.0, 1.0, (1,), np.float32) for i in range(n_agents)})
 
-    def observation_space(self, agent):
-        return self._observation_space
-
-    def action_space(self, agent):
-        return self._action_space
-
-    def _observations(self):
-        return {agent: np.zeros(1, np.float32) for agent in self.possible_agents}
-
-    def reset(self, seed=None, options=None):
-        if seed is not None:
-            self._action_space.seed(seed)
-        self.agents = list(self.possible_agents)
-        return self._observations(), {agent: {} for agent in self.agents}
-
-    def step(self, actions):
+    def payoffs(self, actions):
         a1, a2, *others = (float(np.clip(np.asarray(actions[a]).reshape(-1)[0], -1, 1)) for a in self.agents)
         a1, a2, others = a1 * ACTION_SCALE, a2 * ACTION_SCALE, [a * ACTION_SCALE for a in others]
-        reward = float(differential_reward(a1, a2, self.formula, others))
-        agents, self.agents = self.agents, []
-        observations = self._observations()
-        return (
-            observations,
-            {agent: reward for agent in agents},
-            {agent: True for agent in agents},
-            {agent: False for agent in agents},
-            {agent: {} for agent in agents},
-        )
+        return dict.fromkeys(self.agents, float(differential_reward(a1, a2, self.formula, others)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,50 +151,19 @@ def parse_payoffs(text: str) -> tuple[np.ndarray, np.ndarray]:
     return r1, r2
 
 
-class MatrixGame(ParallelEnv):
-    """A one-shot two-player matrix game: agent_0 picks a row, agent_1 a column.
-
-    Rewards are R1[row, col] and R2[row, col]. The observation is a constant 0 (one state).
-    """
+class MatrixGame(OneShotGame):
+    """A one-shot two-player matrix game: agent_0 picks a row, agent_1 a column; rewards R1[row, col], R2[row, col]."""
 
     metadata = {"name": "matrix_game_v0", "render_modes": [], "is_parallelizable": True}
 
     def __init__(self, r1, r2):
-        self.payoffs = (np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64))
-        self.possible_agents = ["agent_0", "agent_1"]
-        self.agents = []
-        n_rows, n_cols = self.payoffs[0].shape
-        self._action_spaces = {"agent_0": spaces.Discrete(n_rows), "agent_1": spaces.Discrete(n_cols)}
-        self._observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.render_mode = None
+        self.matrices = (np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64))
+        n_rows, n_cols = self.matrices[0].shape
+        super().__init__({"agent_0": spaces.Discrete(n_rows), "agent_1": spaces.Discrete(n_cols)})
 
-    def observation_space(self, agent):
-        return self._observation_space
-
-    def action_space(self, agent):
-        return self._action_spaces[agent]
-
-    def _observations(self):
-        return {agent: np.zeros(1, np.float32) for agent in self.possible_agents}
-
-    def reset(self, seed=None, options=None):
-        if seed is not None:
-            for i, agent in enumerate(self.possible_agents):
-                self._action_spaces[agent].seed(seed + i)
-        self.agents = list(self.possible_agents)
-        return self._observations(), {agent: {} for agent in self.agents}
-
-    def step(self, actions):
+    def payoffs(self, actions):
         row, col = int(actions["agent_0"]), int(actions["agent_1"])
-        rewards = {agent: float(payoff[row, col]) for agent, payoff in zip(self.possible_agents, self.payoffs)}
-        agents, self.agents = self.agents, []
-        return (
-            self._observations(),
-            rewards,
-            {agent: True for agent in agents},
-            {agent: False for agent in agents},
-            {agent: {} for agent in agents},
-        )
+        return {agent: float(payoff[row, col]) for agent, payoff in zip(self.possible_agents, self.matrices)}
 
 
 # --------------------------------------------------------------------------------------------
