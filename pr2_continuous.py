@@ -288,12 +288,12 @@ def rbf_kernel(x, y):
     """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h.
 
     x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B].
-    The median is the (n//2)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
+    The median is the (n//2 + 1)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
     """
     diff = x[:, :, None, :] - y[:, None, :, :]
     sq_dist = diff.pow(2).sum(-1)
     n = sq_dist.shape[1] * sq_dist.shape[2]
-    median = sq_dist.detach().flatten(1).kthvalue(n - n // 2 + 1, dim=1).values
+    median = sq_dist.detach().flatten(1).kthvalue(n - n // 2, dim=1).values
     h = torch.clamp(median / np.log(x.shape[1]), min=1e-3)
     kappa = torch.exp(-sq_dist / h[:, None, None])
     grad_x_kappa = -2.0 * diff / h[:, None, None, None] * kappa[..., None]

@@ -18,9 +18,10 @@ PR2_LOSSES = ["critic_loss", "individual_critic_loss", "opponent_model_loss", "a
 def test_bandwidth_is_median_squared_distance_over_log_k():
     x = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])  # Kx = 3
     y = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # Ky = 2
-    # squared distances x_j - y_l: [0, 25], [1, 20], [4, 13] -> sorted 0 1 4 13 20 25; the (6//2)-th largest is 13
+    # squared distances x_j - y_l: [0, 25], [1, 20], [4, 13] -> sorted 0 1 4 13 20 25; the (6//2 + 1)-th largest,
+    # soft Q-learning's median, is 4
     kappa, grad_x_kappa, h = pr2.rbf_kernel(x, y)
-    assert h.item() == pytest.approx(13.0 / math.log(3))
+    assert h.item() == pytest.approx(4.0 / math.log(3))
     assert kappa[0, 2, 1].item() == pytest.approx(math.exp(-13.0 / h.item()))
     expected_grad = -2.0 * (x[0, 2] - y[0, 1]) / h.item() * kappa[0, 2, 1]
     assert torch.allclose(grad_x_kappa[0, 2, 1], expected_grad)
