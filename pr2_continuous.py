@@ -168,7 +168,8 @@ def resolve_args(args: Args) -> Args:
 
 # ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
 class MLP(nn.Module):
-    """f(x_1, ..., x_n) with 2 hidden ReLU layers; with squash=True the output is tanh-squashed into [-1, 1].
+    """f(x_1, ..., x_n) with 2 hidden ReLU layers; with squash=True the output is tanh-squashed into [-1, 1]
+    (raw=True returns the pre-squash u of x = tanh u, where SVGD moves the samplers).
 
     As in the original code, the first layer sums one linear map per input, which equals a linear map of their
     concatenation but lets an input shared by many particles be mapped once and broadcast:
@@ -186,9 +187,9 @@ class MLP(nn.Module):
                     nn.init.zeros_(module.bias)
         self.squash = squash
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, raw: bool = False):
         out = self.body(sum(layer(x) for layer, x in zip(self.input_layers, inputs, strict=True)))
-        return torch.tanh(out) if self.squash else out
+        return torch.tanh(out) if self.squash and not raw else out
 
 
 class PR2Agent(nn.Module):
@@ -222,15 +223,15 @@ class PR2Agent(nn.Module):
         for target in (self.target_actor, self.target_joint_critic):
             target.requires_grad_(False)
 
-    def sample_opponents(self, obs, own_action, n: int):
-        """n samples a^-i ~ ρ_φ(·|s, a^i) per row: obs [B, o], own_action [B, a] -> [B, n, d]."""
+    def sample_opponents(self, obs, own_action, n: int, raw: bool = False):
+        """n samples a^-i ~ ρ_φ(·|s, a^i) per row (raw: before the tanh): obs [B, o], own_action [B, a] -> [B, n, d]."""
         noise = torch.randn(obs.shape[0], n, self.opp_dim, device=obs.device)
-        return self.opponent_model(obs[:, None], own_action[:, None], noise)
+        return self.opponent_model(obs[:, None], own_action[:, None], noise, raw=raw)
 
-    def sample_actions(self, obs, n: int, target: bool = False):
-        """n samples a^i ~ π_θ(·|s) (soft policy) per row: obs [B, o] -> [B, n, a]."""
+    def sample_actions(self, obs, n: int, target: bool = False, raw: bool = False):
+        """n samples a^i ~ π_θ(·|s) (soft policy) per row (raw: before the tanh): obs [B, o] -> [B, n, a]."""
         noise = torch.randn(obs.shape[0], n, self.act_dim, device=obs.device)
-        return (self.target_actor if target else self.actor)(obs[:, None], noise)
+        return (self.target_actor if target else self.actor)(obs[:, None], noise, raw=raw)
 
     def act(self, obs, explore: bool):
         """The action at obs [.., o]: μ(s) (deterministic); a sample of π, or without exploration π's mean action
@@ -247,12 +248,12 @@ def rbf_kernel(x, y):
     """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h.
 
     x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B].
-    The median is the (n//2)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
+    The median is the (n//2 + 1)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
     """
     diff = x[:, :, None, :] - y[:, None, :, :]
     sq_dist = diff.pow(2).sum(-1)
     n = sq_dist.shape[1] * sq_dist.shape[2]
-    median = sq_dist.detach().flatten(1).kthvalue(n - n // 2 + 1, dim=1).values
+    median = sq_dist.detach().flatten(1).kthvalue(n - n // 2, dim=1).values
     h = torch.clamp(median / np.log(x.shape[1]), min=1e-3)
     kappa = torch.exp(-sq_dist / h[:, None, None])
     grad_x_kappa = -2.0 * diff / h[:, None, None, None] * kappa[..., None]
@@ -270,14 +271,16 @@ def svgd_direction(fixed, score, updated):
 
 
 def amortised_svgd_loss(log_density, fixed, updated):
-    """Surrogate loss that moves a sampler's outputs along the Stein direction of `log_density`.
+    """Surrogate loss that moves a tanh-squashed sampler's outputs x = tanh(u) towards p(x) ∝ exp(log_density(x)).
 
-    fixed [B, Kx, d]: samples with no graph to the sampler (they define the direction); updated [B, Ky, d]: samples
-    with the graph. The gradient of -Σ⟨φ(y), y⟩ is -φ·∂y/∂params, so one optimiser step moves every updated
-    particle along φ. log_density maps fixed to [B, Kx] (up to a constant).
+    SVGD runs on the pre-squash u (kernel in u) towards p(tanh u)·Π(1 - tanh² u), the density of u whose tanh is
+    distributed as p exactly. fixed [B, Kx, d]: pre-squash samples with no graph to the sampler (they define the
+    direction); updated [B, Ky, d]: pre-squash samples with the graph. The gradient of -Σ⟨φ(u), u⟩ is -φ·∂u/∂params,
+    so one optimiser step moves every updated particle along φ. log_density maps x [B, Kx, d] to [B, Kx].
     """
     fixed = fixed.detach().requires_grad_(True)
-    score = torch.autograd.grad(log_density(fixed).sum(), fixed)[0]
+    log_jacobian = 2 * (np.log(2) - fixed - nn.functional.softplus(-2 * fixed)).sum(-1)  # Σ log(1 - tanh² u), stable
+    score = torch.autograd.grad((log_density(torch.tanh(fixed)) + log_jacobian).sum(), fixed)[0]
     phi = svgd_direction(fixed.detach(), score, updated.detach())
     return -(phi * updated).sum()
 
@@ -350,24 +353,24 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
 
 
 def opponent_model_loss(agent: PR2Agent, obs, own_action, alpha: float, args: Args):
-    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ ∝ exp((Q(s, a^i, a^-i) - Q(s, a^i))/α).
+    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d.
 
-    K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones. The target
-    density includes the tanh squash correction Σ log(1 - x²). Returns (surrogate loss, the fixed particles
-    [B, Kx, d] detached, reused as the deterministic actor's opponent samples).
+    K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones; SVGD moves
+    them before the tanh (amortised_svgd_loss), so the squashed samples x follow Eq. 12 itself. Returns (surrogate
+    loss, the fixed particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples).
     """
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
-        fixed = agent.sample_opponents(obs, own_action, n_fixed)
-    updated = agent.sample_opponents(obs, own_action, args.kernel_particles - n_fixed)
+        fixed = agent.sample_opponents(obs, own_action, n_fixed, raw=True)
+    updated = agent.sample_opponents(obs, own_action, args.kernel_particles - n_fixed, raw=True)
     with torch.no_grad():
         q_individual = agent.individual_critic(obs, own_action)  # Eq. 11's normaliser: no effect on ∇_x
 
-    def log_density(x):  # Eq. 12, up to a constant, with the tanh squash correction
+    def log_density(x):  # Eq. 12, log ρ(x)
         q_joint = agent.joint_critic(obs[:, None], own_action[:, None], x)
-        return ((q_joint - q_individual[:, None]) / alpha).squeeze(-1) + torch.log(1 - x.pow(2) + 1e-6).sum(-1)
+        return ((q_joint - q_individual[:, None]) / alpha).squeeze(-1)
 
-    return amortised_svgd_loss(log_density, fixed, updated), fixed
+    return amortised_svgd_loss(log_density, fixed, updated), torch.tanh(fixed)
 
 
 def actor_loss(agent: PR2Agent, obs, opponent_samples, alpha: float, args: Args):
@@ -407,24 +410,24 @@ def soft_marginal(agent: PR2Agent, obs, own, alpha: float, args: Args):
 
 
 def soft_policy_loss(agent: PR2Agent, obs, alpha: float, args: Args):
-    """Energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) (the maximum-entropy optimum of Eqs. 10/11) by amortised
-    SVGD, the machinery that trains ρ, with the soft marginal above as the energy.
+    """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a (the maximum-entropy optimum of Eqs. 10/11), with
+    the soft marginal above as Q^i(s, a), by amortised SVGD before the tanh (the machinery that trains ρ).
 
-    Returns (surrogate loss, -mean Q^i(s, a^i) of the policy's samples, the fixed samples [B, Kx, a] detached).
+    Returns (surrogate loss, -mean Q^i(s, a^i) of the policy's samples, the fixed samples a [B, Kx, a] detached).
     """
     n_fixed = args.policy_particles - int(args.policy_particles * args.kernel_update_ratio)
     with torch.no_grad():
-        fixed = agent.sample_actions(obs, n_fixed)
-    updated = agent.sample_actions(obs, args.policy_particles - n_fixed)
+        fixed = agent.sample_actions(obs, n_fixed, raw=True)
+    updated = agent.sample_actions(obs, args.policy_particles - n_fixed, raw=True)
     values = []
 
-    def log_density(a):  # π ∝ exp(Q^i(s, a)/α), with the tanh squash correction
+    def log_density(a):  # log π(a|s) = Q^i(s, a)/α, up to a constant
         value = soft_marginal(agent, obs, a, alpha, args)
         values.append(value.detach())
-        return value / alpha + torch.log(1 - a.pow(2) + 1e-6).sum(-1)
+        return value / alpha
 
     loss = amortised_svgd_loss(log_density, fixed, updated)
-    return loss, -values[0].mean(), fixed
+    return loss, -values[0].mean(), torch.tanh(fixed)
 
 
 def temperature(args: Args, n_updates: int) -> float:

@@ -18,9 +18,10 @@ PR2_LOSSES = ["critic_loss", "individual_critic_loss", "opponent_model_loss", "a
 def test_bandwidth_is_median_squared_distance_over_log_k():
     x = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])  # Kx = 3
     y = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # Ky = 2
-    # squared distances x_j - y_l: [0, 25], [1, 20], [4, 13] -> sorted 0 1 4 13 20 25; the (6//2)-th largest is 13
+    # squared distances x_j - y_l: [0, 25], [1, 20], [4, 13] -> sorted 0 1 4 13 20 25; the (6//2 + 1)-th largest,
+    # soft Q-learning's median, is 4
     kappa, grad_x_kappa, h = pr2.rbf_kernel(x, y)
-    assert h.item() == pytest.approx(13.0 / math.log(3))
+    assert h.item() == pytest.approx(4.0 / math.log(3))
     assert kappa[0, 2, 1].item() == pytest.approx(math.exp(-13.0 / h.item()))
     expected_grad = -2.0 * (x[0, 2] - y[0, 1]) / h.item() * kappa[0, 2, 1]
     assert torch.allclose(grad_x_kappa[0, 2, 1], expected_grad)
@@ -56,40 +57,77 @@ def test_svgd_particles_match_a_correlated_gaussian():
     assert torch.allclose(sample_cov, cov, atol=0.15), sample_cov  # 100 particles: within 0.15 per entry
 
 
-class GaussianCritic(torch.nn.Module):
-    """Q(s, a, b) = -(b - center)² / (2 width²): at α = 1, Eq. 12's target for ρ is N(center, width²)."""
+class KnownCritic(torch.nn.Module):
+    """Q(s, a, b) = f(a) (on_own) or f(b): at α = 1 the soft policy's target (on a) or ρ's (Eq. 12, on b) is
+    p(x) ∝ exp(f(x)) on [-1, 1]^d."""
 
-    def __init__(self, center, width):
+    def __init__(self, f, on_own: bool):
         super().__init__()
-        self.center, self.width = center, width
+        self.f, self.on_own = f, on_own
 
     def forward(self, obs, own, opp):
-        return -0.5 * ((opp - self.center) / self.width) ** 2
+        return self.f(own if self.on_own else opp)
 
 
-def test_amortised_svgd_trains_the_opponent_model_towards_eq_12():
-    """ρ trained by the script's opponent_model_loss against a known Q samples exp(Q/α)·(1 - x²) (squash-corrected)."""
-    torch.manual_seed(0)
+def train_sampler(sampler: str, f, dim: int, steps: int, seed: int = 4):
+    """Train an agent's π ('policy', by soft_policy_loss) or ρ ('opponent', by opponent_model_loss), the networks
+    and losses update() uses, against Q = f at α = 1; returns 4000 samples [4000, dim] of the sampler at one state.
+    Seeds 0-7 all pass the tests below; seed 4 sits mid-range."""
+    torch.manual_seed(seed)
     args = pr2.resolve_args(pr2.Args(env="differential", alpha=1.0))
-    agent = pr2.PR2Agent(obs_dim=1, act_dim=1, opp_dim=1, hidden=32)
-    center, width = 0.5, 0.3  # wide enough that the squash correction moves the mean (0.469 -> 0.381)
-    agent.joint_critic = GaussianCritic(center, width)
-    optimizer = torch.optim.Adam(agent.opponent_model.parameters(), lr=3e-3)
-    obs, own = torch.zeros(16, 1), torch.zeros(16, 1)
-    for _ in range(800):
-        loss, _ = pr2.opponent_model_loss(agent, obs, own, args.alpha, args)
+    policy = sampler == "policy"
+    agent = pr2.PR2Agent(1, dim if policy else 1, 1 if policy else dim, args.hidden_size, stochastic=True)
+    agent.joint_critic = KnownCritic(f, on_own=policy)
+    optimizer = torch.optim.Adam((agent.actor if policy else agent.opponent_model).parameters(), lr=3e-3)
+    # s = 3, not 0: at s = 0 the zero-bias ReLU sampler starts with a kink at ξ = 0 and fits 1-D shapes slowly
+    obs, own = torch.full((64, 1), 3.0), torch.zeros(64, 1)
+    for _ in range(steps):
+        if policy:
+            loss = pr2.soft_policy_loss(agent, obs, args.alpha, args)[0]
+        else:
+            loss = pr2.opponent_model_loss(agent, obs, own, args.alpha, args)[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        samples = agent.sample_opponents(obs[:1], own[:1], 4000).flatten()
-    grid = np.linspace(-1 + 1e-4, 1 - 1e-4, 20001)
-    density = np.exp(-0.5 * ((grid - center) / width) ** 2) * (1 - grid**2)
-    density /= density.sum()
-    target_mean = (grid * density).sum()
-    target_std = np.sqrt(((grid - target_mean) ** 2 * density).sum())
+        samples = agent.sample_actions(obs[:1], 4000) if policy else agent.sample_opponents(obs[:1], own[:1], 4000)
+    return samples[0]
+
+
+def moments(density):
+    """Mean and std of the density ∝ density(x) on [-1, 1], by quadrature."""
+    grid = np.linspace(-1, 1, 200_001)
+    weights = density(grid) / density(grid).sum()
+    mean = (grid * weights).sum()
+    return mean, np.sqrt(((grid - mean) ** 2 * weights).sum())
+
+
+def test_amortised_svgd_trains_the_opponent_model_towards_eq_12():
+    """ρ trained by opponent_model_loss against a known Q samples Eq. 12, exp(Q/α) on [-1, 1], nothing more."""
+    center, width = 0.5, 0.3  # wide enough that a squash factor (1 - x²) would move the mean (0.469 -> 0.381)
+    samples = train_sampler("opponent", lambda x: -0.5 * ((x - center) / width) ** 2, dim=1, steps=800).flatten()
+    target_mean, target_std = moments(lambda x: np.exp(-0.5 * ((x - center) / width) ** 2))
     assert samples.mean().item() == pytest.approx(target_mean, abs=0.04)
     assert samples.std().item() == pytest.approx(target_std, rel=0.15)
+
+
+@pytest.mark.parametrize("sampler", ["opponent", "policy"])
+def test_svgd_sampler_matches_a_tilted_density_on_the_interval(sampler):
+    """p(x) ∝ exp(3x) on (-1, 1): mean 0.672, std 0.318. Taking the score in the squashed space with a +log(1 - x²)
+    term (the original code) targets exp(3x)·(1 - x²) instead, mean 0.489: it reached 0.49 (ρ) and 0.48 (π)."""
+    samples = train_sampler(sampler, lambda x: 3 * x, dim=1, steps=1600).flatten()
+    target_mean, target_std = moments(lambda x: np.exp(3 * x))
+    assert target_mean == pytest.approx(0.672, abs=1e-3) and target_std == pytest.approx(0.318, abs=1e-3)
+    assert samples.mean().item() == pytest.approx(target_mean, abs=0.05)
+    assert samples.std().item() == pytest.approx(target_std, abs=0.07)
+
+
+@pytest.mark.parametrize("sampler", ["opponent", "policy"])
+def test_svgd_sampler_is_uniform_on_a_flat_10d_target(sampler):
+    """Q = 0 in 10 dimensions: the target is uniform on [-1, 1]^10, std 1/√3 = 0.577 in every dimension (a squash
+    factor Π(1 - x²) would give 0.447: the original code reached 0.44-0.48)."""
+    samples = train_sampler(sampler, lambda x: 0 * x.sum(-1, keepdim=True), dim=10, steps=800)
+    assert torch.allclose(samples.std(0), torch.full((10,), 1 / math.sqrt(3)), atol=0.05), samples.std(0)
 
 
 # ---------------------------------------------------------------- replay buffer
