@@ -76,7 +76,7 @@ def run_seed(seed: int, scenario: str, exp_name: str, extra: list[str], workdir:
         "cpu_seconds": round(cpu, 1),
         "steps": total,
         "final_train_return": float(np.mean([v for s, v in curve if s > 0.9 * total])),
-        "greedy_eval_return": float(np.mean([v for _, v in scalars["eval/episodic_return"]])),
+        "greedy_eval_return": scalars["eval/episodic_return"][-1][1],  # the final evaluation, at the last step
         "curve": curve,
     }
     result_file.write_text(json.dumps(summary))

@@ -3,11 +3,14 @@
 import importlib.util
 import itertools
 import math
+from functools import partial
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, finite_scalars, run_ok, run_script, the_run_dir
+from tests.helpers import ROOT, checkpoint_of, final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
+from utils import run
+from utils.envs import make_env
 from utils.logger import read_scalars
 
 SCRIPT = "pr2_discrete.py"
@@ -61,6 +64,24 @@ def test_pr2q_update_uses_the_original_step_size():
     agent.q.zero_()
     agent.update(own=1, opp=0, reward=2.0, t=10_000)  # lr = 10000 / 20000 = 0.5
     assert agent.q[1, 0].item() == pytest.approx(1.0) and agent.counts[1, 0].item() == 1
+
+
+def test_pr2q_logs_the_constant_temperature_its_policy_uses(tmp_path):
+    agent = pr2.TabularAgent(2, 2, pr2.Args(temperature=2.0))
+    agent.q = R1.clone()
+    assert torch.allclose(agent.policy(), torch.softmax(pr2.level1_q(R1, agent.rho()) / 2.0, -1))
+    run_ok(SCRIPT, "--env", "matrix", "--temperature", "2", "--total-timesteps", "20", cwd=tmp_path)
+    scalars = finite_scalars(the_run_dir(tmp_path), ["charts/temperature"])
+    assert [v for _, v in scalars["charts/temperature"]] == [2.0] * 20
+
+
+def test_pr2q_refuses_a_temperature_anneal_it_would_not_use(tmp_path):
+    """The policy's temperature is PR2-Q's constant --temperature, so --temperature-end is an error, not a chart."""
+    result = run_script(SCRIPT, "--env", "matrix", "--temperature-end", "0.05", cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, lines
+    assert lines[0].startswith(f"{SCRIPT}: error: --temperature-end: PR2-Q keeps --temperature constant"), lines
+    assert not (tmp_path / "runs").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,6 +145,7 @@ def test_nan_loss_stops_with_the_loss_name_and_step():
 # end-to-end runs
 # ---------------------------------------------------------------------------------------------
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "25")
+AGENTS = ["agent_0", "agent_1", "agent_2"]
 DEEP_TAGS = [
     "charts/episodic_return",
     "charts/episodic_length",
@@ -151,17 +173,56 @@ def test_eq12_model_with_sampled_opponent_actions_and_save_model(tmp_path):
     flags = ("--opponent-model", "eq12", "--exact-limit", "10", "--save-model", "--eval-episodes", "2")
     run_ok(SCRIPT, "--env", "particle", *TINY, *flags, cwd=tmp_path)
     run_dir = the_run_dir(tmp_path)
-    scalars = finite_scalars(run_dir, DEEP_TAGS + ["eval/episodic_return"])
-    assert len(scalars["eval/episodic_return"]) == 2
-    checkpoint = torch.load(run_dir / "pr2_discrete.pt", weights_only=False)
-    assert set(checkpoint["agents"]) == {"agent_0", "agent_1", "agent_2"}
+    finite_scalars(run_dir, DEEP_TAGS)
+    final_evaluation(run_dir, 150, AGENTS)
+    checkpoint = torch.load(run_dir / "pr2_discrete.pt", weights_only=True)  # tensors and plain values only
+    assert set(checkpoint["agents"]) == set(AGENTS)
     assert not list(run_dir.glob("*.tmp"))
 
 
-def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path):
+def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds(tmp_path):
+    """One evaluation at the last training step: greedy episodes k = 0, 1 from run.episode_seed(--seed + 1, k), the
+    same seeds as the other scripts, so the saved agents reproduce it; the buffer is saved as tensors."""
+    run_ok(SCRIPT, "--env", "particle", *TINY, "--seed", "7", "--save-model", "--eval-episodes", "2", cwd=tmp_path)
+    logged = final_evaluation(the_run_dir(tmp_path), 150, AGENTS)
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
+    assert checkpoint["buffer"]["size"] == 150 and all(isinstance(x, torch.Tensor) for x in checkpoint["buffer"]["obs"])
+    args = pr2.Args(**checkpoint["args"])
+    learners, _ = pr2.build_learners(checkpoint["obs_dims"], checkpoint["action_sizes"], args)
+    for learner, state in zip(learners, checkpoint["agents"].values(), strict=True):
+        learner.load_state_dict(state)
+    greedy = partial(pr2.select_actions, AGENTS, learners, temperature=1.0, greedy=True)
+    returns = run.evaluate(make_env("particle", "simple_spread", "discrete", 25), greedy, 2, 7 + 1)
+    assert logged == pytest.approx(returns.mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize("exact_limit", ["1000", "1"])
+def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path, exact_limit):
+    """--exact-limit 1 < 2 opponent actions: deep PR2 acts from sampled sums, and the traces are still exact."""
     run_ok(SCRIPT, "--env", "matrix", "--algorithm", "deep", "--total-timesteps", "60", "--batch-size", "8",
-           "--log-every", "10", cwd=tmp_path)  # fmt: skip
-    finite_scalars(the_run_dir(tmp_path), ["charts/policy/agent_0", "charts/opponent_model/agent_1"])
+           "--log-every", "10", "--exact-limit", exact_limit, cwd=tmp_path)  # fmt: skip
+    tags = ["charts/policy/agent_0", "charts/opponent_model/agent_1", "charts/opponent_model/agent_1/given_1"]
+    scalars = finite_scalars(the_run_dir(tmp_path), tags)
+    assert all(len(scalars[tag]) == 6 and all(0 <= v <= 1 for _, v in scalars[tag]) for tag in tags)
+
+
+@pytest.mark.parametrize(
+    ("flags", "label"),
+    [(("--env", "matrix", "--total-timesteps", "50"), "matrix_pr2"), (("--env", "particle", *TINY), "simple_spread")],
+)
+def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path, flags, label):
+    """The checkpoint stores the resolved --scenario, so naming the default on --resume is not a change. Each end
+    of the extended run is evaluated once."""
+    run_ok(SCRIPT, *flags, "--save-model", "--eval-episodes", "2", cwd=tmp_path)
+    assert the_run_dir(tmp_path).name.startswith(f"{label}__pr2_discrete__1__")  # the run folder's name is unchanged
+    scenario = label.removeprefix("matrix_")
+    assert torch.load(checkpoint_of(tmp_path), weights_only=True)["args"]["scenario"] == scenario
+    total = {"matrix_pr2": "60", "simple_spread": "175"}[label]
+    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path)), "--scenario", scenario, "--total-timesteps", total,
+           cwd=tmp_path)  # fmt: skip
+    assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == int(total)
+    evaluations = read_scalars(str(the_run_dir(tmp_path)))["eval/episodic_return"]
+    assert [step for step, _ in evaluations] == [int(flags[flags.index("--total-timesteps") + 1]), int(total)]
 
 
 def _values(cwd, seed: str):
@@ -185,6 +246,8 @@ def test_same_seed_gives_identical_logged_values(tmp_path):
         (("--env", "particle", "--total-timesteps", "-5"), "--total-timesteps must be positive"),
         (("--env", "particle", "--algorithm", "pr2q"), "needs --env matrix"),
         (("--env", "particle", "--scenario", "simple_sprad"), "did you mean 'simple_spread'"),
+        (("--env", "matrix", "--alpha", "nan"), "--alpha must be a finite number, got nan"),
+        (("--env", "matrix", "--total-timesteps", "0"), "--total-timesteps must be positive, got 0"),
     ],
 )
 def test_bad_input_exits_with_one_line_error(tmp_path, flags, expected):

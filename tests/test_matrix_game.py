@@ -5,7 +5,7 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 from benchmarks.iga import iga, payoff_gradients
-from tests.helpers import finite_scalars, run_ok, run_script, the_run_dir
+from tests.helpers import final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
 from utils.envs import MATRIX_GAMES, MatrixGame, parse_payoffs
 
 SCRIPT = "pr2_discrete.py"
@@ -40,14 +40,20 @@ def test_pr2q_logs_policies_and_opponent_models(tmp_path):
     assert len(scalars["charts/policy/agent_0"]) == 200  # logged every iteration by default on matrix games
     for tag in tags[:4]:
         assert all(0.0 <= v <= 1.0 for _, v in scalars[tag])
+    assert "eval/episodic_return" not in scalars  # the greedy evaluation comes with --save-model or --capture-video
 
 
 def test_pr2q_eq12_locks_at_the_predicted_point_not_nash(tmp_path):
-    """With the Eq. 12 opponent model both agents settle at pi(a=0) = 0.755, not at the Nash equilibrium."""
-    run_ok(SCRIPT, "--env", "matrix", "--opponent-model", "eq12", "--total-timesteps", "300", cwd=tmp_path)
-    scalars = finite_scalars(the_run_dir(tmp_path), ["charts/policy/agent_0", "charts/policy/agent_1"])
+    """With the Eq. 12 opponent model both agents settle at pi(a=0) = 0.755, not at the Nash equilibrium; greedy,
+    both play 0, which pays (R1[0, 0], R2[0, 0]) = (0, 3) in every evaluation episode."""
+    flags = ("--opponent-model", "eq12", "--total-timesteps", "300", "--save-model")
+    run_ok(SCRIPT, "--env", "matrix", *flags, cwd=tmp_path)
+    run_dir = the_run_dir(tmp_path)
+    scalars = finite_scalars(run_dir, ["charts/policy/agent_0", "charts/policy/agent_1"])
     for agent in ("agent_0", "agent_1"):
         assert scalars[f"charts/policy/{agent}"][-1][1] == pytest.approx(0.7558, abs=2e-3)
+    assert final_evaluation(run_dir, 300, ["agent_0", "agent_1"]) == 1.5  # logged once, at the last step
+    assert [scalars[f"eval/episodic_return/{a}"] for a in ("agent_0", "agent_1")] == [[(300, 0.0)], [(300, 3.0)]]
 
 
 def test_pr2q_runs_on_a_three_action_game(tmp_path):
