@@ -1,23 +1,20 @@
 # Independent DDPG (Lillicrap et al., ICLR 2016, arXiv 1509.02971) for every agent, a PR2 baseline.
 # Continuous actions; the networks, buffer, exploration and logging of pr2_continuous.py. Differences: README.md.
-# One self-contained file: networks, replay buffer, losses, training loop.
+# One self-contained file: networks, replay buffer, losses, training loop; the run plumbing is in utils/.
 import copy
 import os
-import random
-import signal
 import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # utils/ sits at the repository root
-from utils.envs import EnvError, env_label, make_env  # noqa: E402
-from utils.logger import Progress, load_checkpoint, make_run_name, make_writer, save_checkpoint  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # utils/ is at the repository root
+from utils import run  # noqa: E402
+from utils.envs import EnvError, env_label, make_env, to_env_action  # noqa: E402
+from utils.logger import TrainingLog, make_run_name, make_writer  # noqa: E402
 
 
 @dataclass
@@ -39,8 +36,7 @@ class Args:
     wandb_entity: str | None = None
     """the W&B entity (team)"""
     save_model: bool = False
-    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C); its
-    networks also serve cross-play (load_policies)"""
+    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end and on Ctrl-C (load_policies)"""
     save_every: int = 0
     """with --save-model, also save every N environment steps (0: only at the end)"""
     save_buffer: bool = True
@@ -51,17 +47,13 @@ class Args:
     """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
     capture_video: bool = False
     """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
-
     # Environment
     env: str = "particle"
-    """'particle' (an mpe2 scenario), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory'
-    returning your own PettingZoo ParallelEnv with Box actions"""
+    """'particle' (mpe2), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory' (yours)"""
     scenario: str | None = None
-    """particle: the mpe2 scenario (default simple_spread); differential: the reward formula, 'paper' (default) or
-    'code' (the original code's /3 variant)"""
+    """particle: mpe2 scenario (default simple_spread); differential: 'paper' (default) or 'code' (its /3 formula)"""
     max_cycles: int = 25
     """steps per particle episode"""
-
     # Training: the same fields and per-env defaults as pr2_continuous.py (ENV_DEFAULTS)
     total_timesteps: int | None = None
     """environment steps (default: 16,000 differential; 100,000 otherwise)"""
@@ -85,11 +77,9 @@ class Args:
     """rewards are multiplied by this in the critic target (PR2's 1; the original baselines used 0.1)"""
     hidden_size: int = 100
     """units in each of the two hidden layers of every network"""
-
     # Exploration
     noise_schedule: str | None = None
-    """OU noise scale, piecewise constant 'step:scale,...', in [-1, 1] action units
-    (default: '0:1.0,1600:0.01,2666:0.001' differential, the original code's; '0:0.3,100000:0.1' otherwise)"""
+    """OU noise scale, 'step:scale,...' (default: '0:1.0,1600:0.01,2666:0.001' differential, else '0:0.3,50000:0.1')"""
     ou_theta: float = 0.15
     """OU mean reversion θ"""
     ou_sigma: float = 0.3
@@ -99,64 +89,31 @@ class Args:
 
 
 ENV_DEFAULTS = {
-    "differential": dict(
-        total_timesteps=16_000,
-        learning_starts=1_000,
-        train_frequency=1,
-        batch_size=64,
-        gamma=0.99,
-        learning_rate=3e-4,
-        noise_schedule="0:1.0,1600:0.01,2666:0.001",
-    ),
-    "other": dict(
-        total_timesteps=100_000,
-        learning_starts=5_000,
-        train_frequency=4,
-        batch_size=128,
-        gamma=0.95,
-        learning_rate=1e-3,
-        noise_schedule="0:0.3,50000:0.1",
-    ),
-}
+    "differential": dict(total_timesteps=16_000, learning_starts=1_000, train_frequency=1, batch_size=64, gamma=0.99,
+                         learning_rate=3e-4, noise_schedule="0:1.0,1600:0.01,2666:0.001"),
+    "other": dict(total_timesteps=100_000, learning_starts=5_000, train_frequency=4, batch_size=128, gamma=0.95,
+                  learning_rate=1e-3, noise_schedule="0:0.3,50000:0.1"),
+}  # fmt: skip
 
 
 def resolve_args(args: Args) -> Args:
     """Fill per-env defaults and check flags; a problem raises ValueError with a one-line fix."""
-    for key, value in ENV_DEFAULTS["differential" if args.env == "differential" else "other"].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    defaults = ENV_DEFAULTS["differential" if args.env == "differential" else "other"]
+    args = replace(args, **{key: value for key, value in defaults.items() if getattr(args, key) is None})
     positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "log_every"]
-    for name in positive + ["target_update_interval", "torch_threads"]:
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0 or args.eval_episodes < 0 or args.save_every < 0:
-        raise ValueError("--learning-starts, --eval-episodes and --save-every must be >= 0")
-    if args.capture_video and args.eval_episodes == 0:
-        raise ValueError("--capture-video records the evaluation episodes: set --eval-episodes > 0")
-    if args.batch_size > args.buffer_size:
-        raise ValueError(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
-    if not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1):
-        raise ValueError(
-            f"need --learning-rate > 0, --gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, "
-            f"{args.gamma}, {args.tau}"
-        )
-    parse_schedule(args.noise_schedule)
+    problems = [(getattr(args, name) <= 0, f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+                for name in [*positive, "target_update_interval", "torch_threads"]] + [
+        (min(args.learning_starts, args.eval_episodes, args.save_every) < 0,
+         "--learning-starts, --eval-episodes and --save-every must be >= 0"),
+        (args.capture_video and not args.eval_episodes, "--capture-video records the evaluation: --eval-episodes > 0"),
+        (args.batch_size > args.buffer_size, f"--batch-size {args.batch_size} exceeds --buffer-size "
+         f"{args.buffer_size}"),
+        (not (args.learning_rate > 0 and 0 <= args.gamma <= 1 and 0 < args.tau <= 1), "need --learning-rate > 0, "
+         f"--gamma in [0, 1], --tau in (0, 1]; got {args.learning_rate}, {args.gamma}, {args.tau}"),
+    ]  # fmt: skip
+    if message := next((message for bad, message in problems if bad), None):
+        raise ValueError(message)
     return args
-
-
-def parse_schedule(text: str) -> list[tuple[int, float]]:
-    """'0:1.0,1600:0.01' -> [(0, 1.0), (1600, 0.01)], sorted by step."""
-    try:
-        points = sorted((int(step), float(value)) for step, value in (item.split(":") for item in text.split(",")))
-    except ValueError:
-        raise ValueError(f"--noise-schedule {text!r} is not 'step:scale,...', e.g. '0:1.0,1600:0.01'") from None
-    if points[0][0] != 0:
-        raise ValueError(f"--noise-schedule {text!r} must start at step 0")
-    return points
-
-
-def schedule_value(points: list[tuple[int, float]], step: int) -> float:
-    return [value for start, value in points if start <= step][-1]
 
 
 # ALGO LOGIC: networks. Every network is the original PR2 code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
@@ -168,11 +125,10 @@ class MLP(nn.Module):
         super().__init__()
         self.input_layers = nn.ModuleList(nn.Linear(d, hidden, bias=k == 0) for k, d in enumerate(in_dims))
         self.body = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        for layer in (module for module in self.modules() if isinstance(module, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
         self.squash = squash
 
     def forward(self, *inputs):
@@ -203,6 +159,27 @@ def build_agents(obs_dims: list[int], act_dims: list[int], hidden: int) -> nn.Mo
     return nn.ModuleList(DDPGAgent(o, a, hidden) for o, a in zip(obs_dims, act_dims))
 
 
+@torch.no_grad()
+def noise_free_actions(agents, names, obs: dict, device) -> list[np.ndarray]:
+    """Every agent's action μ_θ(o^i) in [-1, 1], from its own observation: what evaluation plays."""
+    return [agent.actor(torch.as_tensor(obs[name], device=device)).cpu().numpy() for agent, name in zip(agents, names)]
+
+
+def env_actions(env, unit_actions: list[np.ndarray]) -> dict:
+    """{agent: its [-1, 1] action mapped to its Box}, what env.step takes."""
+    return {name: to_env_action(a, env.action_space(name)) for name, a in zip(env.possible_agents, unit_actions)}
+
+
+def load_policies(path: str, device: str = "cpu") -> dict:
+    """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free actors, e.g. for cross-play."""
+    checkpoint = run.load_checkpoint(path, CHECKPOINT_KEYS, SCRIPT)
+    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], checkpoint["args"]["hidden_size"]).to(device)
+    agents.load_state_dict(checkpoint["agents"])
+    to_tensor = partial(torch.as_tensor, dtype=torch.float32, device=device)
+    act = torch.no_grad()(lambda actor, observation: actor(to_tensor(observation)).cpu().numpy())
+    return {name: partial(act, agent.actor) for name, agent in zip(checkpoint["agent_names"], agents)}
+
+
 # ALGO LOGIC: replay buffer. One index set per minibatch serves every agent, so the joint actions line up.
 class ReplayBuffer:
     """Joint transitions (s^i, a^i, r^i, s'^i, done^i) for every agent i; actions in [-1, 1] units."""
@@ -223,33 +200,12 @@ class ReplayBuffer:
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def state_dict(self) -> dict:
-        n = self.size
-        arrays = dict(obs=self.obs, next_obs=self.next_obs, actions=self.actions)
-        state = {key: [array[:n].copy() for array in value] for key, value in arrays.items()}
-        return dict(state, rewards=self.rewards[:n].copy(), dones=self.dones[:n].copy(), pos=self.pos, size=n)
-
-    def load_state_dict(self, state: dict):
-        n = self.size = state["size"]
-        self.pos = state["pos"]
-        for key in ("obs", "next_obs", "actions"):
-            for array, saved in zip(getattr(self, key), state[key], strict=True):
-                array[:n] = saved
-        self.rewards[:n], self.dones[:n] = state["rewards"], state["dones"]
-
     def sample(self, batch_size: int) -> dict:
         idx = np.random.randint(0, self.size, size=batch_size)
-
-        def tensor(array):
-            return torch.as_tensor(array[idx], device=self.device)
-
-        return dict(
-            obs=[tensor(o) for o in self.obs],
-            actions=[tensor(a) for a in self.actions],
-            rewards=tensor(self.rewards),
-            next_obs=[tensor(o) for o in self.next_obs],
-            dones=tensor(self.dones),
-        )
+        tensor = lambda array: torch.as_tensor(array[idx], device=self.device)  # noqa: E731
+        per_agent = dict(obs=self.obs, actions=self.actions, next_obs=self.next_obs)
+        return dict({k: [tensor(a) for a in v] for k, v in per_agent.items()}, rewards=tensor(self.rewards),
+                    dones=tensor(self.dones))  # fmt: skip
 
 
 # ALGO LOGIC: the two losses of agent i. All are built from one parameter snapshot and stepped together.
@@ -273,15 +229,9 @@ def actor_loss(agent: DDPGAgent, obs):
     return -(grad_action * action).sum(), -objective.detach()
 
 
-@torch.no_grad()
-def polyak_update(agent: DDPGAgent, tau: float):
-    """target ← (1 - τ)·target + τ·source, for the actor and the critic."""
-    for source, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
-
-
-def update(agents, optimizer, batch: dict, args: Args) -> dict:
-    """One simultaneous gradient step of every agent's actor and critic; returns the losses by name."""
+def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
+    """The n_updates-th simultaneous gradient step of every agent's actor and critic; every --target-update-interval
+    steps the targets then follow, target ← (1 - τ)·target + τ·source. Returns the losses by name, as floats."""
     losses, total = {}, 0.0
     for i, agent in enumerate(agents):
         q_loss, q_mean = critic_loss(agent, i, batch, args)
@@ -291,7 +241,12 @@ def update(agents, optimizer, batch: dict, args: Args) -> dict:
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-    return losses
+    if n_updates % args.target_update_interval == 0:
+        with torch.no_grad():
+            for agent in agents:
+                for source, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+                    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), args.tau)
+    return {i: {k: v.item() for k, v in ls.items()} for i, ls in losses.items()}
 
 
 class OUNoise:
@@ -305,268 +260,120 @@ class OUNoise:
         return self.state
 
 
-def to_env_action(unit_action, space):
-    """Map an action in [-1, 1] to the agent's Box [low, high]."""
-    return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> dict:
+    """Load a checkpoint's networks, optimiser, buffer, noise and random state; return its counters."""
+    modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
+    run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
+    for noise, saved in zip(noises, checkpoint["noise"], strict=True):
+        noise.state[:] = saved
+    run.restore_rng_state(checkpoint["rng"])
+    counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from", "log")}
+    if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
+        counters["train_from"] = counters["step"] + max(args.batch_size, args.learning_starts)
+    return counters
 
 
-def load_policies(path: str, device: str = "cpu") -> dict:
-    """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free actors, e.g. for cross-play."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
-    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], checkpoint["args"]["hidden_size"])
-    agents.load_state_dict(checkpoint["agents"])
-    agents.to(device)
-
-    def policy(actor):
-        @torch.no_grad()
-        def act(observation):
-            return actor(torch.as_tensor(observation, dtype=torch.float32, device=device)).cpu().numpy()
-
-        return act
-
-    return {name: policy(agent.actor) for name, agent in zip(checkpoint["agent_names"], agents)}
-
-
-def episode_seed(seed: int, episode: int) -> int:
-    """Episode k of a run starts from the same state as in pr2_continuous.py with the same --seed."""
-    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
-
-
-@torch.no_grad()
-def evaluate(agents, args: Args, device, video_dir: str | None = None) -> list[float]:
-    """Mean-over-agents returns of --eval-episodes episodes of the noise-free policies μ(o); with video_dir, each
-    episode is also saved there as a GIF."""
-    env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
-    names, returns = env.possible_agents, []
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=episode_seed(args.seed + 1, episode))
-        total, frames = np.zeros(len(names)), []
-        while env.agents:
-            if video_dir:
-                frames.append(env.render())
-            actions = {}
-            for i, name in enumerate(names):
-                unit = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
-                actions[name] = to_env_action(unit, env.action_space(name))
-            obs, rewards, _, _, _ = env.step(actions)
-            total += [rewards[name] for name in names]
-        returns.append(float(total.mean()))
-        if video_dir:
-            from PIL import Image
-
-            frames.append(env.render())
-            os.makedirs(video_dir, exist_ok=True)
-            images = [Image.fromarray(frame).reduce(2) for frame in frames]
-            images[0].save(
-                f"{video_dir}/eval_episode_{episode}.gif", save_all=True, append_images=images[1:], duration=80
-            )
-    env.close()
-    return returns
-
-
+SCRIPT = os.path.basename(__file__)
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
 STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "hidden_size", "buffer_size"]
 
 
 def main(args: Args, checkpoint: dict | None = None):
-    script = os.path.basename(__file__)
     try:
         args = resolve_args(args)
-        env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=script)
-        if args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
-            raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
-        if checkpoint is not None:
-            for flag in STRUCTURAL_FLAGS:
-                if getattr(args, flag) != checkpoint["args"][flag]:
-                    raise ValueError(
-                        f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} "
-                        f"{checkpoint['args'][flag]}, not {getattr(args, flag)}; drop that flag to continue it"
-                    )
-            if checkpoint["step"] >= args.total_timesteps:
-                raise ValueError(f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps")
+        env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=SCRIPT)
+        names = env.possible_agents
+        obs_dims = [env.observation_space(n).shape[0] for n in names]
+        act_dims = [env.action_space(n).shape[0] for n in names]
+        layout = dict(agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
+        run.check_run(env, args, checkpoint, STRUCTURAL_FLAGS, layout)
+        noise_schedule = run.parse_schedule(args.noise_schedule)  # a malformed schedule is a bad flag too
     except (ValueError, EnvError) as error:
-        raise SystemExit(f"{script}: error: {error}") from None
-    names = env.possible_agents
-    obs_dims = [env.observation_space(n).shape[0] for n in names]
-    act_dims = [env.action_space(n).shape[0] for n in names]
-    if checkpoint is not None:
-        saved_agents = (checkpoint["agent_names"], checkpoint["obs_dims"], checkpoint["act_dims"])
-        if saved_agents != (names, obs_dims, act_dims):
-            raise SystemExit(
-                f"{script}: error: --resume: the checkpoint's agents, observation and action sizes {saved_agents} "
-                f"do not match this env's {(names, obs_dims, act_dims)}"
-            )
+        raise SystemExit(f"{SCRIPT}: error: {error}") from None
+    device = run.seed_everything(args, env)  # TRY NOT TO MODIFY: seeding
 
-    # TRY NOT TO MODIFY: seeding and logging
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    for i, name in enumerate(names):
-        env.action_space(name).seed(args.seed + i)
-
-    # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
+    # ALGO LOGIC: initialise agents, one fused Adam over all of them (Adam is per-parameter, so this equals one each)
     agents = build_agents(obs_dims, act_dims, args.hidden_size).to(device)
-    params = [p for p in agents.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
+    optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=args.learning_rate, fused=True)
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
-    noise_schedule = parse_schedule(args.noise_schedule)
-    start_step, n_updates, episode, losses, pending = 0, 0, 0, None, dict(returns=[], lengths=[], last=float("nan"))
-    if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode is dropped)
-        try:
-            agents.load_state_dict(checkpoint["agents"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            if checkpoint["buffer"] is not None:
-                buffer.load_state_dict(checkpoint["buffer"])
-            for noise, state in zip(noises, checkpoint["noise"], strict=True):
-                noise.state[:] = state
-            random.setstate(checkpoint["rng"]["python"])
-            np.random.set_state(checkpoint["rng"]["numpy"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            start_step, n_updates, (episode, pending) = (
-                checkpoint["step"],
-                checkpoint["n_updates"],
-                checkpoint["episode"],
-            )
-            losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in checkpoint["losses"].items()} or None
-            run_name = checkpoint["run_name"]
-        except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            message = " ".join(str(error).split())  # one line
-            raise SystemExit(
-                f"{script}: error: --resume: the checkpoint does not fit this run (networks, buffer, noise): {message}"
-            ) from None
-    else:
-        run_name = make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
+    counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0, log=None)
+    if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
+        counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
+    start_step, n_updates, episode, train_from = (counters[k] for k in ("step", "n_updates", "episode", "train_from"))
+    losses = counters["losses"]
+    label = env_label(args.env, args.scenario)
+    run_name = checkpoint["run_name"] if checkpoint else make_run_name(label, args.exp_name, args.seed)
     writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
+    log = TrainingLog(writer, names, args.total_timesteps, start_step, counters["log"])
     model_path = f"runs/{run_name}/{args.exp_name}.pt"
 
     def training_state(step: int) -> dict:
-        """Everything a resumed run needs to continue as if it had never stopped."""
+        """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
         return dict(
-            args=asdict(args),
-            agent_names=list(names),
-            obs_dims=obs_dims,
-            act_dims=act_dims,
-            agents=agents.state_dict(),
-            optimizer=optimizer.state_dict(),
-            step=step,
-            n_updates=n_updates,
-            episode=(episode + (episode_length > 0), pending),
-            losses={i: {k: v.item() for k, v in ls.items()} for i, ls in (losses or {}).items()},
-            buffer=buffer.state_dict() if args.save_buffer else None,
-            noise=[noise.state.copy() for noise in noises],
-            rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state()),
-            run_name=run_name,
-        )
-
-    stop_requested = []
-    signal.signal(signal.SIGINT, lambda *_: stop_requested.append(True))  # finish the step, save, then exit
+            args=asdict(args), **layout, agents=agents.state_dict(), optimizer=optimizer.state_dict(),
+            buffer=run.buffer_state(buffer) if args.save_buffer else None,
+            noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
+            step=step, n_updates=n_updates, episode=episode + (log.episode_length > 0), losses=losses,
+            train_from=train_from, log=log.state_dict(), run_name=run_name,
+        )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
-    progress, start_time = Progress(args.total_timesteps, start_step), time.time()
-    obs, _ = env.reset(seed=episode_seed(args.seed, episode))
-    episode_return, episode_length = np.zeros(len(names)), 0
+    ctrl_c = run.StopOnCtrlC()  # finish the step, save, then exit
+    obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
     for global_step in range(start_step, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(o) plus scheduled OU noise, clipped to [-1, 1]
-        noise_scale = schedule_value(noise_schedule, global_step)
-        with torch.no_grad():
-            unit_actions = []
-            for i, name in enumerate(names):
-                action = agents[i].actor(torch.as_tensor(obs[name], device=device)).cpu().numpy()
-                unit_actions.append(np.clip(action + noise_scale * noises[i].sample(), -1.0, 1.0))
-        env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
-        next_obs, rewards, terminations, truncations, _ = env.step(env_actions)
+        noise_scale = run.schedule_value(noise_schedule, global_step)
+        actions = noise_free_actions(agents, names, obs, device)
+        unit_actions = [np.clip(a + noise_scale * noise.sample(), -1.0, 1.0) for a, noise in zip(actions, noises)]
+        next_obs, rewards, terminations, truncations, _ = env.step(env_actions(env, unit_actions))
 
         # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
-        buffer.add(
-            [obs[n] for n in names],
-            unit_actions,
-            [rewards[n] for n in names],
-            [next_obs[n] for n in names],
-            [float(terminations[n]) for n in names],
-        )
-        episode_return += [rewards[n] for n in names]
-        episode_length += 1
+        per_agent = [[d[n] for n in names] for d in (obs, rewards, next_obs, terminations)]
+        buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]))
+        log.add_step(per_agent[1])
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            pending["returns"].append(episode_return.copy())
-            pending["lengths"].append(episode_length)
-            episode_return[:], episode_length, episode = 0.0, 0, episode + 1
-            obs, _ = env.reset(seed=episode_seed(args.seed, episode))
+            log.end_episode()
+            episode += 1
+            obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
         elif any(ended):
-            raise SystemExit(f"{script}: error: agents of {args.env} ended at different steps; they must end together")
+            raise SystemExit(f"{SCRIPT}: error: agents of {args.env} ended at different steps; they must end together")
         else:
             obs = next_obs  # CRUCIAL step easy to overlook
 
         # ALGO LOGIC: training
-        if global_step >= args.learning_starts and global_step % args.train_frequency == 0:
-            losses = update(agents, optimizer, buffer.sample(args.batch_size), args)
+        if global_step >= max(args.learning_starts, train_from) and global_step % args.train_frequency == 0:
             n_updates += 1
-            if n_updates % args.target_update_interval == 0:
-                for agent in agents:
-                    polyak_update(agent, args.tau)
-            values = torch.stack([v for agent_losses in losses.values() for v in agent_losses.values()])
-            if not torch.isfinite(values).all():
-                bad = [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not torch.isfinite(v)]
-                raise SystemExit(f"{script}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
+            losses = update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
+            if bad := [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not np.isfinite(v)]:
+                raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
-        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes
+        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes; save; stop on Ctrl-C
         if (global_step + 1) % args.log_every == 0:
-            step = global_step + 1
-            if pending["returns"]:  # the episodes that ended since the last entry
-                returns = np.mean(pending["returns"], axis=0)
-                pending["last"] = float(returns.mean())
-                writer.add_scalar("charts/episodic_return", returns.mean(), step)
-                for name, value in zip(names, returns):
-                    writer.add_scalar(f"charts/episodic_return/{name}", value, step)
-                writer.add_scalar("charts/episodic_length", np.mean(pending["lengths"]), step)
-                pending["returns"], pending["lengths"] = [], []
+            scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
+            scalars["charts/noise_scale"] = noise_scale
             if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
-                with torch.no_grad():
-                    for i, name in enumerate(names):
-                        action = agents[i].actor(torch.as_tensor(obs[name], device=device)).item()
-                        writer.add_scalar(f"charts/action/{name}", action, step)
-            if losses is not None:
-                for i, agent_losses in losses.items():
-                    for key, value in agent_losses.items():
-                        writer.add_scalar(f"losses/{key}/{names[i]}", value.item(), step)
-            writer.add_scalar("charts/SPS", int((step - start_step) / (time.time() - start_time)), step)
-            writer.add_scalar("charts/noise_scale", noise_scale, step)
-            progress.update(step, pending["last"])
-
-        if args.save_model and args.save_every and (global_step + 1) % args.save_every == 0:
-            save_checkpoint(training_state(global_step + 1), model_path)  # atomically: a temporary file, then a rename
-        if stop_requested:
-            if args.save_model:
-                save_checkpoint(training_state(global_step + 1), model_path)
-                print(
-                    f"\ninterrupted at step {global_step + 1}; saved {model_path}; continue with --resume {model_path}"
-                )
-            writer.close()
-            raise SystemExit(130)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C during the evaluation stops it at once
+                for name, action in zip(names, noise_free_actions(agents, names, obs, device)):
+                    scalars[f"charts/action/{name}"] = action.item()
+            log.write(global_step + 1, scalars)
+        if args.save_model and (ctrl_c.requested or args.save_every and (global_step + 1) % args.save_every == 0):
+            run.save_checkpoint(training_state(global_step + 1), model_path)
+        if ctrl_c.requested:
+            run.exit_interrupted(global_step + 1, model_path if args.save_model else None, writer)
+    ctrl_c.release()  # Ctrl-C during the evaluation stops it at once
 
     if args.save_model:
-        save_checkpoint(training_state(args.total_timesteps), model_path)
+        run.save_checkpoint(training_state(args.total_timesteps), model_path)
         print(f"model saved to {model_path}")
     if args.eval_episodes:
         video_dir = f"runs/{run_name}/videos" if args.capture_video else None
-        for idx, episodic_return in enumerate(evaluate(agents, args, device, video_dir)):
-            writer.add_scalar("eval/episodic_return", episodic_return, idx)
+        eval_env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
+        act = lambda obs: env_actions(eval_env, noise_free_actions(agents, names, obs, device))  # noqa: E731
+        log.write_eval(args.total_timesteps, run.evaluate(eval_env, act, args.eval_episodes, args.seed + 1, video_dir))
     env.close()
     writer.close()
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
-    saved = None
-    if cli_args.resume:  # the checkpoint's flags are the defaults; flags given on the command line override them
-        try:
-            saved = load_checkpoint(cli_args.resume, CHECKPOINT_KEYS, os.path.basename(__file__))
-        except ValueError as error:
-            raise SystemExit(f"{os.path.basename(__file__)}: error: {error}") from None
-        cli_args = tyro.cli(Args, default=Args(**{**saved["args"], "resume": cli_args.resume}))
-    main(cli_args, saved)
+    main(*run.parse_args(Args, SCRIPT, CHECKPOINT_KEYS))

@@ -15,7 +15,6 @@ from baselines import ddpg, ddpg_om, maddpg
 from tests.helpers import (
     checkpoint_of,
     final_evaluation,
-    finite_scalars,
     interrupt_when_training,
     logged_values,
     run_ok,
@@ -87,10 +86,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, case):
     returncode, out, err = interrupt_when_training(script, *flags, "--save-model", cwd=tmp_path)
     assert returncode == 130, err[-2000:]
     assert "continue with --resume" in out
-    step = torch.load(checkpoint_of(tmp_path), weights_only=False)["step"]
+    step = torch.load(checkpoint_of(tmp_path), weights_only=True)["step"]
     assert 0 < step < 100_000
     run_ok(script, "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 30), cwd=tmp_path)
-    assert torch.load(checkpoint_of(tmp_path), weights_only=False)["step"] == step + 30  # the same run folder
+    assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == step + 30  # the same run folder
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -130,7 +129,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     with pytest.raises(SystemExit, match=r"non-finite critic_loss/agent_0.* at step 100"):
         flags = dict(flags, total_timesteps=300, save_model=True, save_every=50, reward_scale=math.nan)
         run_in_process(module, tmp_path, monkeypatch, **flags)
-    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
     assert checkpoint["step"] == 100  # saved before the first (bad) update, not overwritten afterwards
     assert all(torch.isfinite(value).all() for value in checkpoint["agents"].values())
 
@@ -147,7 +146,7 @@ def test_discrete_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoi
     flags = dict(DISCRETE, total_timesteps=300, save_model=True, save_every=50)
     with pytest.raises(SystemExit, match=r"critic_loss/agent_0 became inf at step 56"):
         run_in_process(pr2_discrete, tmp_path, monkeypatch, **flags)
-    assert torch.load(checkpoint_of(tmp_path), weights_only=False)["step"] == 50
+    assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == 50
 
 
 @pytest.mark.parametrize("case", CASES)
