@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from utils import run
-from utils.envs import EnvError, env_label, make_env, to_env_action
+from utils.envs import EnvError, env_label, global_state, global_state_dim, make_env, to_env_action
 from utils.logger import TrainingLog, make_run_name, make_writer
 
 
@@ -78,6 +78,10 @@ class Args:
     """rewards are multiplied by this in the critic target"""
     hidden_size: int = 100
     """units in each of the two hidden layers of every network"""
+    critic_input: Literal["state", "own"] | None = None
+    """what the joint and individual critics and ρ see: 'state', the env's global state (its state(), else every
+    agent's observation concatenated), or 'own', agent i's observation; the actor always sees its own (default:
+    state for the soft policy, own (the original code's) for the deterministic one and on the differential game)"""
 
     # PR2
     policy: Literal["soft", "deterministic"] = "soft"
@@ -126,10 +130,11 @@ class Args:
 ENV_DEFAULTS = {
     "differential": dict(total_timesteps=dict(soft=6_000, deterministic=16_000), learning_starts=1_000,
                          train_frequency=1, batch_size=64, gamma=0.99, learning_rate=3e-4, alpha=0.5,
-                         kernel_particles=32, value_particles=16, noise_schedule="0:1.0,1600:0.01,2666:0.001"),
+                         kernel_particles=32, value_particles=16, critic_input="own",
+                         noise_schedule="0:1.0,1600:0.01,2666:0.001"),
     "other": dict(total_timesteps=100_000, learning_starts=5_000, train_frequency=4, batch_size=128, gamma=0.95,
                   learning_rate=1e-3, alpha=dict(soft=0.1, deterministic=0.5), kernel_particles=16, value_particles=8,
-                  noise_schedule="0:0.3,50000:0.1"),
+                  noise_schedule="0:0.3,50000:0.1", critic_input=dict(soft="state", deterministic="own")),
 }  # fmt: skip
 
 
@@ -140,6 +145,8 @@ def resolve_args(args: Args) -> Args:
             setattr(args, key, value[args.policy] if isinstance(value, dict) else value)
     if args.alpha_start is None:
         args.alpha_start = 40.0 * args.alpha if args.policy == "soft" else args.alpha
+    if args.scenario is None:  # stored resolved, so that naming the default on --resume matches the checkpoint
+        args.scenario = {"particle": "simple_spread", "differential": "paper"}.get(args.env)
     positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
     positive += ["log_every", "target_update_interval", "torch_threads", "learning_rate", "alpha", "alpha_start"]
     for name in positive + ["anneal_steps", "marginal_particles"]:
@@ -193,28 +200,29 @@ class MLP(nn.Module):
 
 
 class PR2Agent(nn.Module):
-    """Agent i's networks. o = obs dim, a = own action dim, d = opponents' joint action dim.
+    """Agent i's networks. o = own obs dim, c = critic input dim (the global state's, or o), a = own action dim,
+    d = opponents' joint action dim. The actor sees agent i's observation o^i, the critics and ρ see s (--critic-input).
 
     | network             | maps                                         | shape                  |
     |---------------------|----------------------------------------------|------------------------|
-    | actor               | deterministic μ_θ: s -> a^i                  | [.., o] -> [.., a]     |
-    |                     | soft π_θ: s, ξ ~ N(0, I) -> a^i ~ π(·|s)      | [.., o+a] -> [.., a]   |
-    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i)            | -> [.., 1]             |
-    | individual_critic   | s, a^i -> Q^i(s, a^i)                        | -> [.., 1]             |
-    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i ~ ρ(·|s, a^i)    | [.., o+a+d] -> [.., d] |
+    | actor               | deterministic μ_θ: o^i -> a^i                | [.., o] -> [.., a]     |
+    |                     | soft π_θ: o^i, ξ ~ N(0, I) -> a^i ~ π(·|o^i)  | [.., o+a] -> [.., a]   |
+    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i)            | [.., c+a+d] -> [.., 1] |
+    | individual_critic   | s, a^i -> Q^i(s, a^i)                        | [.., c+a] -> [.., 1]   |
+    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i ~ ρ(·|s, a^i)    | [.., c+a+d] -> [.., d] |
     Target copies: target_actor, target_joint_critic (the individual critic has none, as in the original code).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, opp_dim: int, hidden: int, stochastic: bool = False):
+    def __init__(self, obs_dim, act_dim, opp_dim, hidden, stochastic=False, critic_dim: int | None = None):
         super().__init__()
         self.act_dim, self.opp_dim, self.stochastic = act_dim, opp_dim, stochastic
-        actor_inputs = [obs_dim, act_dim] if stochastic else [obs_dim]
+        actor_inputs, c = [obs_dim, act_dim] if stochastic else [obs_dim], critic_dim or obs_dim
         self.actor = MLP(actor_inputs, act_dim, hidden, squash=True)
-        self.joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
-        self.individual_critic = MLP([obs_dim, act_dim], 1, hidden)
-        self.opponent_model = MLP([obs_dim, act_dim, opp_dim], opp_dim, hidden, squash=True)
+        self.joint_critic = MLP([c, act_dim, opp_dim], 1, hidden)
+        self.individual_critic = MLP([c, act_dim], 1, hidden)
+        self.opponent_model = MLP([c, act_dim, opp_dim], opp_dim, hidden, squash=True)
         self.target_actor = MLP(actor_inputs, act_dim, hidden, squash=True)
-        self.target_joint_critic = MLP([obs_dim, act_dim, opp_dim], 1, hidden)
+        self.target_joint_critic = MLP([c, act_dim, opp_dim], 1, hidden)
         self.target_actor.load_state_dict(self.actor.state_dict())
         self.target_joint_critic.load_state_dict(self.joint_critic.state_dict())
         if stochastic:  # fixed noise for the soft policy's mean action: evaluation draws nothing from the global RNG
@@ -223,13 +231,13 @@ class PR2Agent(nn.Module):
         for target in (self.target_actor, self.target_joint_critic):
             target.requires_grad_(False)
 
-    def sample_opponents(self, obs, own_action, n: int, raw: bool = False):
-        """n samples a^-i ~ ρ_φ(·|s, a^i) per row (raw: before the tanh): obs [B, o], own_action [B, a] -> [B, n, d]."""
-        noise = torch.randn(obs.shape[0], n, self.opp_dim, device=obs.device)
-        return self.opponent_model(obs[:, None], own_action[:, None], noise, raw=raw)
+    def sample_opponents(self, state, own_action, n: int, raw: bool = False):
+        """n samples a^-i ~ ρ_φ(·|s, a^i) per row (raw: before the tanh): state [B, c], own [B, a] -> [B, n, d]."""
+        noise = torch.randn(state.shape[0], n, self.opp_dim, device=state.device)
+        return self.opponent_model(state[:, None], own_action[:, None], noise, raw=raw)
 
     def sample_actions(self, obs, n: int, target: bool = False, raw: bool = False):
-        """n samples a^i ~ π_θ(·|s) (soft policy) per row (raw: before the tanh): obs [B, o] -> [B, n, a]."""
+        """n samples a^i ~ π_θ(·|o^i) (soft policy) per row (raw: before the tanh): obs [B, o] -> [B, n, a]."""
         noise = torch.randn(obs.shape[0], n, self.act_dim, device=obs.device)
         return (self.target_actor if target else self.actor)(obs[:, None], noise, raw=raw)
 
@@ -287,9 +295,10 @@ def amortised_svgd_loss(log_density, fixed, updated):
 
 # ALGO LOGIC: replay buffer. One index set per minibatch serves every agent, so opponent actions line up (spec §5.17).
 class ReplayBuffer:
-    """Joint transitions (s^i, a^i, r^i, s'^i, done^i) for every agent i; actions in [-1, 1] units."""
+    """Joint transitions (o^i, a^i, r^i, o'^i, done^i) for every agent i, with the global state s and s' when the
+    critics see it (state_dim > 0); actions in [-1, 1] units."""
 
-    def __init__(self, capacity: int, obs_dims: list[int], act_dims: list[int], device):
+    def __init__(self, capacity: int, obs_dims: list[int], act_dims: list[int], device, state_dim: int = 0):
         self.capacity, self.device, self.size, self.pos = capacity, device, 0, 0
         n = len(obs_dims)
         self.obs = [np.zeros((capacity, d), np.float32) for d in obs_dims]
@@ -297,12 +306,18 @@ class ReplayBuffer:
         self.actions = [np.zeros((capacity, d), np.float32) for d in act_dims]
         self.rewards = np.zeros((capacity, n), np.float32)
         self.dones = np.zeros((capacity, n), np.float32)
+        self.state, self.next_state = (
+            np.zeros((capacity, state_dim), np.float32),
+            np.zeros((capacity, state_dim), np.float32),
+        )
 
-    def add(self, obs, actions, rewards, next_obs, dones):
+    def add(self, obs, actions, rewards, next_obs, dones, state=None, next_state=None):
         for i in range(len(obs)):
             self.obs[i][self.pos], self.next_obs[i][self.pos] = obs[i], next_obs[i]
             self.actions[i][self.pos] = actions[i]
         self.rewards[self.pos], self.dones[self.pos] = rewards, dones
+        if self.state.shape[1]:
+            self.state[self.pos], self.next_state[self.pos] = state, next_state
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -311,10 +326,15 @@ class ReplayBuffer:
         tensor = lambda array: torch.as_tensor(array[idx], device=self.device)  # noqa: E731
         per_agent = dict(obs=self.obs, actions=self.actions, next_obs=self.next_obs)
         return dict({k: [tensor(a) for a in v] for k, v in per_agent.items()}, rewards=tensor(self.rewards),
-                    dones=tensor(self.dones))  # fmt: skip
+                    dones=tensor(self.dones), state=tensor(self.state), next_state=tensor(self.next_state))  # fmt: skip
 
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
+def critic_view(batch: dict, i: int, args: Args, prefix: str = ""):
+    """What agent i's critics and ρ see of a minibatch (prefix 'next_': of the next step): s or o^i."""
+    return batch[f"{prefix}state"] if args.critic_input == "state" else batch[f"{prefix}obs"][i]
+
+
 def soft_value(q_values, alpha: float):
     """Eq. 11, α·log ∫ exp(Q/α) da^-i, taken relative to the uniform measure on [-1, 1]^d and estimated from M
     samples b_k: α·log mean_k exp(Q_k/α). q_values [B, M] -> [B].
@@ -328,11 +348,11 @@ def soft_value(q_values, alpha: float):
 def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args):
     """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target y.
 
-    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(s'), or a sample of
+    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(o'^i), or a sample of
     the soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q).
     """
-    obs, next_obs = batch["obs"][i], batch["next_obs"][i]
-    own = batch["actions"][i]
+    next_obs, own = batch["next_obs"][i], batch["actions"][i]
+    state, next_state = critic_view(batch, i, args), critic_view(batch, i, args, "next_")
     opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
     dones = batch["dones"][:, i]
     with torch.no_grad():
@@ -343,16 +363,16 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
                 if agent.stochastic
                 else agent.target_actor(next_obs)
             )
-            uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=obs.device) - 1  # shared by the batch
-            next_q = agent.target_joint_critic(next_obs[:, None], next_action[:, None], uniform[None]).squeeze(-1)
+            uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=own.device) - 1  # shared by the batch
+            next_q = agent.target_joint_critic(next_state[:, None], next_action[:, None], uniform[None]).squeeze(-1)
             next_value = soft_value(next_q, alpha)
         y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
-    q = agent.joint_critic(obs, own, opponents).squeeze(-1)
-    q_individual = agent.individual_critic(obs, own).squeeze(-1)
+    q = agent.joint_critic(state, own, opponents).squeeze(-1)
+    q_individual = agent.individual_critic(state, own).squeeze(-1)
     return 0.5 * (y - q).pow(2).mean(), 0.5 * (y - q_individual).pow(2).mean(), q.mean()
 
 
-def opponent_model_loss(agent: PR2Agent, obs, own_action, alpha: float, args: Args):
+def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: Args):
     """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d.
 
     K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones; SVGD moves
@@ -361,19 +381,19 @@ def opponent_model_loss(agent: PR2Agent, obs, own_action, alpha: float, args: Ar
     """
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
-        fixed = agent.sample_opponents(obs, own_action, n_fixed, raw=True)
-    updated = agent.sample_opponents(obs, own_action, args.kernel_particles - n_fixed, raw=True)
+        fixed = agent.sample_opponents(state, own_action, n_fixed, raw=True)
+    updated = agent.sample_opponents(state, own_action, args.kernel_particles - n_fixed, raw=True)
     with torch.no_grad():
-        q_individual = agent.individual_critic(obs, own_action)  # Eq. 11's normaliser: no effect on ∇_x
+        q_individual = agent.individual_critic(state, own_action)  # Eq. 11's normaliser: no effect on ∇_x
 
     def log_density(x):  # Eq. 12, log ρ(x)
-        q_joint = agent.joint_critic(obs[:, None], own_action[:, None], x)
+        q_joint = agent.joint_critic(state[:, None], own_action[:, None], x)
         return ((q_joint - q_individual[:, None]) / alpha).squeeze(-1)
 
     return amortised_svgd_loss(log_density, fixed, updated), torch.tanh(fixed)
 
 
-def actor_loss(agent: PR2Agent, obs, opponent_samples, alpha: float, args: Args):
+def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args: Args):
     """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i).
 
     softmax (original code): J = α·log mean_k exp(Q(s, μ(s), b_k)/α); mean: J = mean_k Q(s, μ(s), b_k) (Eqs. 6/7).
@@ -382,7 +402,7 @@ def actor_loss(agent: PR2Agent, obs, opponent_samples, alpha: float, args: Args)
     """
     action = agent.actor(obs)
     action_leaf = action.detach().requires_grad_(True)
-    q = agent.joint_critic(obs[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
+    q = agent.joint_critic(state[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
     if args.actor_objective == "softmax":
         objective = alpha * (torch.logsumexp(q / alpha, -1) - np.log(q.shape[-1]))
     else:
@@ -391,25 +411,25 @@ def actor_loss(agent: PR2Agent, obs, opponent_samples, alpha: float, args: Args)
     return -(grad_action * action).sum(), -objective.mean().detach()
 
 
-def soft_marginal(agent: PR2Agent, obs, own, alpha: float, args: Args):
+def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
     """The agent's soft value of its own actions, Q^i(s, a^i) = α·log E_b[exp(Q(s, a^i, b)/α)] (Eq. 11's form).
 
-    obs [B, o], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
+    state [B, c], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
     a^i, so the value of an own action is what ρ predicts the others do in response to it, and the gradient in a^i
     flows through ρ's response too; this is the original code's soft-max actor objective (item 3 in the README),
     evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d as in the critic target (Eq. 11 proper).
     """
     n_samples = args.marginal_particles
     if args.soft_marginal == "rho":
-        noise = torch.randn(*own.shape[:2], n_samples, agent.opp_dim, device=obs.device)
-        opponents = agent.opponent_model(obs[:, None, None], own[:, :, None], noise)
+        noise = torch.randn(*own.shape[:2], n_samples, agent.opp_dim, device=own.device)
+        opponents = agent.opponent_model(state[:, None, None], own[:, :, None], noise)
     else:
-        opponents = 2 * torch.rand(n_samples, agent.opp_dim, device=obs.device) - 1
-    q = agent.joint_critic(obs[:, None, None], own[:, :, None], opponents).squeeze(-1)
+        opponents = 2 * torch.rand(n_samples, agent.opp_dim, device=own.device) - 1
+    q = agent.joint_critic(state[:, None, None], own[:, :, None], opponents).squeeze(-1)
     return soft_value(q, alpha)
 
 
-def soft_policy_loss(agent: PR2Agent, obs, alpha: float, args: Args):
+def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
     """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a (the maximum-entropy optimum of Eqs. 10/11), with
     the soft marginal above as Q^i(s, a), by amortised SVGD before the tanh (the machinery that trains ρ).
 
@@ -422,7 +442,7 @@ def soft_policy_loss(agent: PR2Agent, obs, alpha: float, args: Args):
     values = []
 
     def log_density(a):  # log π(a|s) = Q^i(s, a)/α, up to a constant
-        value = soft_marginal(agent, obs, a, alpha, args)
+        value = soft_marginal(agent, state, a, alpha, args)
         values.append(value.detach())
         return value / alpha
 
@@ -448,14 +468,14 @@ def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
     losses = {}
     total = 0.0
     for i, agent in enumerate(agents):
-        obs, own = batch["obs"][i], batch["actions"][i]
+        obs, own, state = batch["obs"][i], batch["actions"][i], critic_view(batch, i, args)
         critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
         if agent.stochastic:  # ρ is trained where the policy acts: at its own samples, not at old buffer actions
-            pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, alpha, args)
-            rho_loss, _ = opponent_model_loss(agent, obs, own_samples[:, 0], alpha, args)
+            pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, state, alpha, args)
+            rho_loss, _ = opponent_model_loss(agent, state, own_samples[:, 0], alpha, args)
         else:
-            rho_loss, opponent_samples = opponent_model_loss(agent, obs, own, alpha, args)
-            pi_loss, pi_objective = actor_loss(agent, obs, opponent_samples[:, : args.value_particles], alpha, args)
+            rho_loss, samples = opponent_model_loss(agent, state, own, alpha, args)
+            pi_loss, pi_objective = actor_loss(agent, obs, state, samples[:, : args.value_particles], alpha, args)
         total = total + critic_loss + individual_loss + rho_loss + pi_loss
         losses[i] = dict(
             critic_loss=critic_loss,
@@ -491,19 +511,23 @@ def explore(agents, names, obs: dict, noises, noise_scale: float, device) -> lis
     return actions
 
 
-def build_agents(obs_dims: list[int], act_dims: list[int], args: Args) -> nn.ModuleList:
+def build_agents(obs_dims: list[int], act_dims: list[int], state_dim: int, args: Args) -> nn.ModuleList:
+    critic_dims = [state_dim if args.critic_input == "state" else o for o in obs_dims]
     return nn.ModuleList(
-        PR2Agent(o, a, sum(act_dims) - a, args.hidden_size, stochastic=args.policy == "soft")
-        for o, a in zip(obs_dims, act_dims)
+        PR2Agent(o, a, sum(act_dims) - a, args.hidden_size, args.policy == "soft", c)
+        for o, a, c in zip(obs_dims, act_dims, critic_dims)
     )
 
 
 def load_policies(path: str, device: str = "cpu") -> dict:
     """{agent name: f(observation) -> action in [-1, 1]}: a checkpoint's noise-free policies, e.g. for cross-play."""
     checkpoint = run.load_checkpoint(path, CHECKPOINT_KEYS, SCRIPT)
-    agents = build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], Args(**checkpoint["args"])).to(device)
+    dims = [checkpoint[key] for key in ("obs_dims", "act_dims", "state_dim")]
+    agents = build_agents(*dims, Args(**checkpoint["args"])).to(device)
     agents.load_state_dict(checkpoint["agents"])
-    act = torch.no_grad()(lambda agent, obs: agent.act(torch.as_tensor(obs, device=device), False).cpu().numpy())
+    act = torch.no_grad()(
+        lambda agent, o: agent.act(torch.as_tensor(o, dtype=torch.float32, device=device), False).cpu().numpy()
+    )
     return {name: partial(act, agent) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
@@ -546,13 +570,15 @@ def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> 
 
 
 SCRIPT = os.path.basename(__file__)
-CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
-STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size"]
+CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "state_dim", "agents", "optimizer", "step"]
+STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size", "critic_input"]
 
 
 def main(args: Args, checkpoint: dict | None = None):
     try:
         args = resolve_args(args)
+        if checkpoint is not None:  # a new --env meets the saved scenario in make_env: say what is wrong first
+            run.check_run(None, args, checkpoint, STRUCTURAL_FLAGS, {})
         env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=SCRIPT)
         names = env.possible_agents
         obs_dims = [env.observation_space(n).shape[0] for n in names]
@@ -566,10 +592,11 @@ def main(args: Args, checkpoint: dict | None = None):
     device = run.seed_everything(args, env)  # TRY NOT TO MODIFY: seeding
 
     # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
-    agents = build_agents(obs_dims, act_dims, args).to(device)
+    state_dim = global_state_dim(env) if args.critic_input == "state" else 0
+    agents = build_agents(obs_dims, act_dims, state_dim, args).to(device)
     params = [p for p in agents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
-    buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device)
+    buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device, state_dim)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = run.parse_schedule(args.noise_schedule)
     counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0, log=None)
@@ -589,7 +616,7 @@ def main(args: Args, checkpoint: dict | None = None):
     def training_state(step: int) -> dict:
         """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
         return dict(
-            args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims,
+            args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims, state_dim=state_dim,
             agents=agents.state_dict(), optimizer=optimizer.state_dict(),
             buffer=run.buffer_state(buffer) if args.save_buffer else None,
             noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
@@ -608,11 +635,13 @@ def main(args: Args, checkpoint: dict | None = None):
         if not np.isfinite(np.concatenate(unit_actions)).all():
             raise SystemExit(f"{SCRIPT}: error: non-finite action at step {global_step}; try a lower lr")
         env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
+        state = global_state(env, obs) if state_dim else None  # env.state() is the current one: read it before the step
         next_obs, rewards, terminations, truncations, _ = env.step(env_actions)
 
         # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
         per_agent = [[d[n] for n in names] for d in (obs, rewards, next_obs, terminations)]
-        buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]))
+        next_state = global_state(env, next_obs) if state_dim else None
+        buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]), state, next_state)
         log.add_step(per_agent[1])
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):

@@ -72,7 +72,7 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
 
 def load_two_agents(checkpoint_path: Path) -> torch.nn.ModuleList | None:
     """The two PR2Agents of a two-agent pr2_continuous.py checkpoint on the differential game; None for any other."""
-    checkpoint = torch.load(checkpoint_path, weights_only=False)
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
     if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
         return None
     import pr2_continuous

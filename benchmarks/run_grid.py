@@ -236,7 +236,7 @@ def summarise(job: Job, outcome: dict) -> dict:
     run_dir = finish(job.folder, list(job.command), outcome)
     scalars = read_scalars(str(run_dir))
     checkpoint = next(run_dir.glob("*.pt"))
-    run_args = torch.load(checkpoint, map_location="cpu", weights_only=False)["args"]
+    run_args = torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]
     total = run_args["total_timesteps"]
     agents = [tag.split("/")[-1] for tag in scalars if tag.startswith("charts/episodic_return/")]
     result = dict(

@@ -23,7 +23,7 @@ import tyro
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import pr2_continuous as pr2  # noqa: E402
-from utils.envs import make_env  # noqa: E402
+from utils.envs import global_state_dim, make_env  # noqa: E402
 
 
 @dataclass
@@ -53,9 +53,10 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[f
     env = make_env(args.env, args.scenario, "continuous")
     obs_dims = [env.observation_space(n).shape[0] for n in env.possible_agents]
     act_dims = [env.action_space(n).shape[0] for n in env.possible_agents]
-    agents = pr2.build_agents(obs_dims, act_dims, args)
+    state_dim = global_state_dim(env) if args.critic_input == "state" else 0
+    agents = pr2.build_agents(obs_dims, act_dims, state_dim, args)
     optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=3e-4, fused=True)
-    buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, "cpu")
+    buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, "cpu", state_dim)
     for _ in range(2_000):
         done = 1.0 if env_name == "differential" else 0.0
         buffer.add(
@@ -64,6 +65,8 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[f
             [0.0] * len(obs_dims),
             [np.random.randn(d) for d in obs_dims],
             [done] * len(obs_dims),
+            np.random.randn(state_dim),
+            np.random.randn(state_dim),
         )
     for _ in range(10):  # warm-up
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)

@@ -83,7 +83,7 @@ def train_sampler(sampler: str, f, dim: int, steps: int, seed: int = 4):
     obs, own = torch.full((64, 1), 3.0), torch.zeros(64, 1)
     for _ in range(steps):
         if policy:
-            loss = pr2.soft_policy_loss(agent, obs, args.alpha, args)[0]
+            loss = pr2.soft_policy_loss(agent, obs, obs, args.alpha, args)[0]
         else:
             loss = pr2.opponent_model_loss(agent, obs, own, args.alpha, args)[0]
         optimizer.zero_grad()
@@ -171,7 +171,7 @@ def test_actor_surrogate_has_the_gradient_of_the_objective_and_leaves_the_critic
     args = pr2.resolve_args(pr2.Args(env="differential"))
     agent = pr2.PR2Agent(obs_dim=2, act_dim=1, opp_dim=1, hidden=16)
     obs, samples = torch.randn(8, 2), torch.rand(8, 16, 1) * 2 - 1
-    loss, _ = pr2.actor_loss(agent, obs, samples, args.alpha, args)
+    loss, _ = pr2.actor_loss(agent, obs, obs, samples, args.alpha, args)
     loss.backward()
     surrogate_grads = [p.grad.clone() for p in agent.actor.parameters()]
     assert all(p.grad is None for p in agent.joint_critic.parameters())
@@ -211,10 +211,11 @@ def test_smoke_run_logs_finite_scalars(tmp_path, flags, agents):
 def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
     run_ok(SCRIPT, "--env", "differential", *SMOKE, "--save-model", "--eval-episodes", "3", cwd=tmp_path)
     run_dir = the_run_dir(tmp_path)
-    checkpoint = torch.load(run_dir / "pr2_continuous.pt", weights_only=False)
+    checkpoint = torch.load(run_dir / "pr2_continuous.pt", weights_only=True)
     assert checkpoint["step"] == 300 and checkpoint["args"]["env"] == "differential"
     assert not list(run_dir.glob("*.tmp"))
-    agents = pr2.build_agents(checkpoint["obs_dims"], checkpoint["act_dims"], pr2.Args(**checkpoint["args"]))
+    dims = checkpoint["obs_dims"], checkpoint["act_dims"], checkpoint["state_dim"]
+    agents = pr2.build_agents(*dims, pr2.Args(**checkpoint["args"]))
     agents.load_state_dict(checkpoint["agents"])
     policies = pr2.load_policies(str(run_dir / "pr2_continuous.pt"))
     assert set(policies) == {"agent_0", "agent_1"} and policies["agent_0"](np.zeros(1)).shape == (1,)
@@ -265,3 +266,18 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message)
     last_line = result.stderr.strip().splitlines()[-1]
     assert message in last_line and last_line.startswith("pr2_continuous.py: error:"), result.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def test_the_state_critic_sees_the_global_state_and_the_actor_its_own_observation(tmp_path):
+    """On mpe2, state() is every agent's observation concatenated: the stored s and s' of each transition must be
+    exactly that of its o and o' (s read before the step, s' after it), and only the critics and ρ take it."""
+    run_ok(SCRIPT, "--env", "particle", "--scenario", "simple_adversary", *SMOKE, "--save-model", cwd=tmp_path)
+    checkpoint = torch.load(the_run_dir(tmp_path) / "pr2_continuous.pt", weights_only=True)
+    buffer, obs_dims = checkpoint["buffer"], checkpoint["obs_dims"]
+    assert checkpoint["args"]["critic_input"] == "state" and checkpoint["state_dim"] == sum(obs_dims) == 28
+    for key in ("state", "obs"), ("next_state", "next_obs"):
+        assert torch.equal(buffer[key[0]], torch.cat(buffer[key[1]], -1)), key
+    for i, obs_dim in enumerate(obs_dims):
+        assert checkpoint["agents"][f"{i}.actor.input_layers.0.weight"].shape[1] == obs_dim
+        for network in ("joint_critic", "individual_critic", "opponent_model", "target_joint_critic"):
+            assert checkpoint["agents"][f"{i}.{network}.input_layers.0.weight"].shape[1] == 28

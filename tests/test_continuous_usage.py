@@ -69,7 +69,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     returncode, out, err = interrupt_when_training(SCRIPT, *flags, cwd=tmp_path)
     assert returncode == 130, err
     assert "continue with --resume" in out
-    step = torch.load(checkpoint_of(tmp_path), weights_only=False)["step"]
+    step = torch.load(checkpoint_of(tmp_path), weights_only=True)["step"]
     assert 0 < step < 100000
     run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 50), cwd=tmp_path)
 
@@ -79,7 +79,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     result = run_script(SCRIPT, *flags, "--reward-scale", "1e39", cwd=tmp_path)  # overflows float32: inf
     assert result.returncode != 0
     assert "non-finite critic_loss/agent_0" in result.stderr and "at step 100" in result.stderr
-    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
     assert checkpoint["step"] == 100  # saved before the first (bad) update, not overwritten afterwards
     assert all(torch.isfinite(value).all() for value in checkpoint["agents"].values())
 
@@ -178,3 +178,10 @@ def test_copy_the_script_into_another_project(tmp_path):
     run_ok(str(tmp_path / SCRIPT), *flags, "--log-every", "50", "--save-model", cwd=tmp_path)
     tags = ["charts/episodic_return/left", "charts/episodic_return/right", "losses/opponent_model_loss/right"]
     finite_scalars(the_run_dir(tmp_path), tags + ["eval/episodic_return"])
+
+
+def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path):
+    run_ok(SCRIPT, "--env", "differential", *QUICK, "--total-timesteps", "120", "--save-model", cwd=tmp_path)
+    checkpoint = str(checkpoint_of(tmp_path))
+    run_ok(SCRIPT, "--resume", checkpoint, "--scenario", "paper", "--total-timesteps", "150", cwd=tmp_path)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 150

@@ -214,7 +214,7 @@ def test_a_smoke_grid_runs_on_a_real_local_ray_cluster(tmp_path, ray_head):
         label = run.parents[2].name
         scalars = finite_scalars(run, ["charts/episodic_return", "charts/SPS"])
         assert scalars["charts/episodic_return"][-1][0] > 100  # logged to near the end of its 150 steps
-        checkpoint = torch.load(next(run.glob("*.pt")), map_location="cpu", weights_only=False)
+        checkpoint = torch.load(next(run.glob("*.pt")), map_location="cpu", weights_only=True)
         assert checkpoint["args"]["total_timesteps"] == 150 and checkpoint["args"]["exp_name"] == label
         result = json.loads((run.parents[1] / "result.json").read_text())
         assert (result["task"], result["label"], result["seed"]) == ("simple_spread", label, 0)

@@ -305,6 +305,19 @@ def to_env_action(unit_action, space):
     return (space.low + (unit_action + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
 
 
+def global_state(env, obs: dict) -> np.ndarray:
+    """The global state a centralised critic sees: the env's state() where it declares a state_space (mpe2's is every
+    agent's observation concatenated), else every agent's observation concatenated in agent order."""
+    if getattr(env, "state_space", None) is not None:
+        return np.asarray(env.state(), np.float32)
+    return np.concatenate([obs[agent] for agent in env.possible_agents]).astype(np.float32)
+
+
+def global_state_dim(env) -> int:
+    space = getattr(env, "state_space", None)
+    return space.shape[0] if space is not None else sum(env.observation_space(a).shape[0] for a in env.possible_agents)
+
+
 def env_label(env: str, scenario: str | None) -> str:
     """A short name for run folders: 'simple_spread', 'differential_paper', 'matrix_pr2', 'my_env'."""
     if env == "particle":

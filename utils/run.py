@@ -78,8 +78,9 @@ def seed_everything(args, env) -> torch.device:
 def check_run(env, args, checkpoint: dict | None, structural_flags: list[str], layout: dict):
     """Raise ValueError with a one-line fix if the run cannot start: --capture-video on an env that cannot render,
     or, when resuming, a structural flag that differs, other agents or sizes (layout: {checkpoint key: this env's
-    value}), or no steps left."""
-    if args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
+    value}), or no steps left. With env None, only the flags and steps (e.g. before the saved scenario meets a new
+    --env)."""
+    if env is not None and args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
         raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
     if checkpoint is None:
         return
