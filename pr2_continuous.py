@@ -1,6 +1,7 @@
 # PR2 for continuous actions: Probabilistic Recursive Reasoning (Wen et al., ICLR 2019, arXiv 1901.09207).
 # --policy deterministic is the original PR2-AC; --policy soft (default) is our variant with an energy-based policy.
 # One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop. Docs and results: README.md.
+import copy
 import os
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -12,39 +13,12 @@ import torch.nn as nn
 
 from utils import run
 from utils.envs import EnvError, env_label, global_state, global_state_dim, make_env, to_env_action
-from utils.logger import TrainingLog, make_run_name, make_writer
 
 
 @dataclass
-class Args:
+class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, --resume, --eval-every, ...) come first
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run folder's name)"""
-    seed: int = 1
-    """seed of the experiment: same seed, same command, same numbers (on CPU)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available"""
-    torch_threads: int = 1
-    """CPU threads for torch; small networks run fastest on one"""
-    track: bool = False
-    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "pr2"
-    """the W&B project name"""
-    wandb_entity: str | None = None
-    """the W&B entity (team)"""
-    save_model: bool = False
-    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C)"""
-    save_every: int = 0
-    """with --save-model, also save every N environment steps (0: only at the end)"""
-    save_buffer: bool = True
-    """with --save-model, keep the replay buffer in the checkpoint, so that a resumed run continues exactly"""
-    resume: str | None = None
-    """continue training from this checkpoint; flags not given on the command line come from it"""
-    eval_episodes: int = 10
-    """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
-    capture_video: bool = False
-    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
 
     # Environment
     env: str = "particle"
@@ -147,15 +121,13 @@ def resolve_args(args: Args) -> Args:
         args.alpha_start = 40.0 * args.alpha if args.policy == "soft" else args.alpha
     if args.scenario is None:  # stored resolved, so that naming the default on --resume matches the checkpoint
         args.scenario = {"particle": "simple_spread", "differential": "paper"}.get(args.env)
-    positive = ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles"]
-    positive += ["log_every", "target_update_interval", "torch_threads", "learning_rate", "alpha", "alpha_start"]
-    for name in positive + ["anneal_steps", "marginal_particles"]:
+    for name in ["total_timesteps", "train_frequency", "batch_size", "buffer_size", "hidden_size", "value_particles",
+                 "log_every", "target_update_interval", "learning_rate", "alpha", "alpha_start", "anneal_steps",
+                 "marginal_particles"]:  # fmt: skip
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     problems = [
-        (min(args.learning_starts, args.eval_episodes, args.save_every) < 0, "--learning-starts, --eval-episodes and "
-         "--save-every must be >= 0"),
-        (args.capture_video and not args.eval_episodes, "--capture-video records the evaluation: --eval-episodes > 0"),
+        (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
         (args.batch_size > args.buffer_size, f"--batch-size {args.batch_size} exceeds --buffer-size "
          f"{args.buffer_size}"),
         (not (0 <= args.gamma <= 1 and 0 < args.tau <= 1), f"need --gamma in [0, 1] and --tau in (0, 1]; got "
@@ -187,11 +159,9 @@ class MLP(nn.Module):
         super().__init__()
         self.input_layers = nn.ModuleList(nn.Linear(d, hidden, bias=k == 0) for k, d in enumerate(in_dims))
         self.body = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        for layer in (module for module in self.modules() if isinstance(module, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias) if layer.bias is not None else None
         self.squash = squash
 
     def forward(self, *inputs, raw: bool = False):
@@ -221,15 +191,11 @@ class PR2Agent(nn.Module):
         self.joint_critic = MLP([c, act_dim, opp_dim], 1, hidden)
         self.individual_critic = MLP([c, act_dim], 1, hidden)
         self.opponent_model = MLP([c, act_dim, opp_dim], opp_dim, hidden, squash=True)
-        self.target_actor = MLP(actor_inputs, act_dim, hidden, squash=True)
-        self.target_joint_critic = MLP([c, act_dim, opp_dim], 1, hidden)
-        self.target_actor.load_state_dict(self.actor.state_dict())
-        self.target_joint_critic.load_state_dict(self.joint_critic.state_dict())
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_joint_critic = copy.deepcopy(self.joint_critic).requires_grad_(False)
         if stochastic:  # fixed noise for the soft policy's mean action: evaluation draws nothing from the global RNG
             noise = torch.randn(64, act_dim, generator=torch.Generator().manual_seed(0))
             self.register_buffer("mean_action_noise", noise)
-        for target in (self.target_actor, self.target_joint_critic):
-            target.requires_grad_(False)
 
     def sample_opponents(self, state, own_action, n: int, raw: bool = False):
         """n samples a^-i ~ ρ_φ(·|s, a^i) per row (raw: before the tanh): state [B, c], own [B, a] -> [B, n, d]."""
@@ -300,16 +266,10 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dims: list[int], act_dims: list[int], device, state_dim: int = 0):
         self.capacity, self.device, self.size, self.pos = capacity, device, 0, 0
-        n = len(obs_dims)
-        self.obs = [np.zeros((capacity, d), np.float32) for d in obs_dims]
-        self.next_obs = [np.zeros((capacity, d), np.float32) for d in obs_dims]
+        self.obs, self.next_obs = ([np.zeros((capacity, d), np.float32) for d in obs_dims] for _ in range(2))
         self.actions = [np.zeros((capacity, d), np.float32) for d in act_dims]
-        self.rewards = np.zeros((capacity, n), np.float32)
-        self.dones = np.zeros((capacity, n), np.float32)
-        self.state, self.next_state = (
-            np.zeros((capacity, state_dim), np.float32),
-            np.zeros((capacity, state_dim), np.float32),
-        )
+        self.rewards, self.dones = (np.zeros((capacity, len(obs_dims)), np.float32) for _ in range(2))
+        self.state, self.next_state = (np.zeros((capacity, state_dim), np.float32) for _ in range(2))
 
     def add(self, obs, actions, rewards, next_obs, dones, state=None, next_state=None):
         for i in range(len(obs)):
@@ -358,11 +318,8 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
     with torch.no_grad():
         next_value = torch.zeros_like(dones)
         if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
-            next_action = (
-                agent.sample_actions(next_obs, 1, target=True)[:, 0]
-                if agent.stochastic
-                else agent.target_actor(next_obs)
-            )
+            target_policy = partial(agent.sample_actions, n=1, target=True) if agent.stochastic else agent.target_actor
+            next_action = target_policy(next_obs).reshape(own.shape)
             uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=own.device) - 1  # shared by the batch
             next_q = agent.target_joint_critic(next_state[:, None], next_action[:, None], uniform[None]).squeeze(-1)
             next_value = soft_value(next_q, alpha)
@@ -403,10 +360,7 @@ def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args
     action = agent.actor(obs)
     action_leaf = action.detach().requires_grad_(True)
     q = agent.joint_critic(state[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
-    if args.actor_objective == "softmax":
-        objective = alpha * (torch.logsumexp(q / alpha, -1) - np.log(q.shape[-1]))
-    else:
-        objective = q.mean(-1)
+    objective = soft_value(q, alpha) if args.actor_objective == "softmax" else q.mean(-1)
     grad_action = torch.autograd.grad(objective.mean(), action_leaf)[0]  # Eq. 6: ∇_θ J = ∇_a J · ∇_θ μ(s)
     return -(grad_action * action).sum(), -objective.mean().detach()
 
@@ -464,9 +418,8 @@ def polyak_update(agent: PR2Agent, tau: float):
 
 
 def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
-    """One simultaneous gradient step of every agent's four networks; returns the losses by name."""
-    losses = {}
-    total = 0.0
+    """One simultaneous gradient step of every agent's four networks; returns {agent: {loss name: value}}."""
+    losses, total = {}, 0.0
     for i, agent in enumerate(agents):
         obs, own, state = batch["obs"][i], batch["actions"][i], critic_view(batch, i, args)
         critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
@@ -477,13 +430,8 @@ def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
             rho_loss, samples = opponent_model_loss(agent, state, own, alpha, args)
             pi_loss, pi_objective = actor_loss(agent, obs, state, samples[:, : args.value_particles], alpha, args)
         total = total + critic_loss + individual_loss + rho_loss + pi_loss
-        losses[i] = dict(
-            critic_loss=critic_loss,
-            individual_critic_loss=individual_loss,
-            opponent_model_loss=rho_loss,
-            actor_loss=pi_objective,
-            q_values=q_mean,
-        )
+        named = dict(critic_loss=critic_loss, individual_critic_loss=individual_loss, opponent_model_loss=rho_loss)
+        losses[i] = {key: value.item() for key, value in dict(named, actor_loss=pi_objective, q_values=q_mean).items()}
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -525,14 +473,12 @@ def load_policies(path: str, device: str = "cpu") -> dict:
     dims = [checkpoint[key] for key in ("obs_dims", "act_dims", "state_dim")]
     agents = build_agents(*dims, Args(**checkpoint["args"])).to(device)
     agents.load_state_dict(checkpoint["agents"])
-    act = torch.no_grad()(
-        lambda agent, o: agent.act(torch.as_tensor(o, dtype=torch.float32, device=device), False).cpu().numpy()
-    )
-    return {name: partial(act, agent) for name, agent in zip(checkpoint["agent_names"], agents)}
+    act = lambda agent, o: agent.act(torch.as_tensor(o, dtype=torch.float32, device=device), False).cpu().numpy()  # noqa: E731
+    return {name: torch.no_grad()(partial(act, agent)) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
 @torch.no_grad()
-def noise_free_actions(agents, env, obs: dict, device) -> dict:
+def noise_free_actions(agents, env, obs: dict, *, device) -> dict:
     """{agent: env action} of the noise-free policies, μ(s) or π's mean action: what evaluation plays."""
     actions = [agent.act(torch.as_tensor(obs[name], device=device), False).cpu().numpy() for name, agent in
                zip(env.possible_agents, agents)]  # fmt: skip
@@ -542,14 +488,10 @@ def noise_free_actions(agents, env, obs: dict, device) -> dict:
 @torch.no_grad()
 def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args: Args, device) -> dict:
     """The scalars of a log entry besides the episodes': losses, α, the noise scale, and on games with 1-D actions
-    (the differential game) the noise-free action and the soft policy's spread, to plot the learning path."""
-    scalars = {f"losses/{k}/{names[i]}": v.item() for i, ls in (losses or {}).items() for k, v in ls.items()}
+    (the differential game) the noise-free action, to plot the learning path."""
+    scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
     for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
-        observation = torch.as_tensor(obs[name], device=device)
-        scalars[f"charts/action/{name}"] = agent.act(observation, False).item()
-        if agent.stochastic:
-            samples = agent.actor(observation[None], agent.mean_action_noise)
-            scalars[f"charts/action_std/{name}"] = samples.std().item()
+        scalars[f"charts/action/{name}"] = agent.act(torch.as_tensor(obs[name], device=device), False).item()
     scalars["charts/alpha"] = temperature(args, n_updates)
     if args.policy == "deterministic":
         scalars["charts/noise_scale"] = noise_scale
@@ -560,9 +502,9 @@ def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> 
     """Load a checkpoint's networks, optimiser, buffer, noise and random state; return its counters."""
     modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
     run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
+    run.restore_rng_state(checkpoint["rng"])
     for noise, saved in zip(noises, checkpoint["noise"]):
         noise.state[:] = saved
-    run.restore_rng_state(checkpoint["rng"])
     counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from", "log")}
     if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
         counters["train_from"] = counters["step"] + max(args.batch_size, args.learning_starts)
@@ -603,15 +545,10 @@ def main(args: Args, checkpoint: dict | None = None):
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
     start_step, n_updates, episode, train_from = (counters[k] for k in ("step", "n_updates", "episode", "train_from"))
-    losses = {i: {k: torch.tensor(v) for k, v in ls.items()} for i, ls in counters["losses"].items()} or None
-    run_name = (
-        checkpoint["run_name"]
-        if checkpoint
-        else make_run_name(env_label(args.env, args.scenario), args.exp_name, args.seed)
-    )
-    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
-    log = TrainingLog(writer, names, args.total_timesteps, start_step, counters["log"])
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    losses = counters["losses"]
+    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario))  # logs, checkpoints, Ctrl-C
+    eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
+    evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents, device=device), args.eval_episodes)
 
     def training_state(step: int) -> dict:
         """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
@@ -620,13 +557,11 @@ def main(args: Args, checkpoint: dict | None = None):
             agents=agents.state_dict(), optimizer=optimizer.state_dict(),
             buffer=run.buffer_state(buffer) if args.save_buffer else None,
             noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
-            step=step, n_updates=n_updates, episode=episode + (log.episode_length > 0), log=log.state_dict(),
-            losses={i: {k: v.item() for k, v in ls.items()} for i, ls in (losses or {}).items()},
-            train_from=train_from, run_name=run_name,
+            step=step, n_updates=n_updates, episode=episode + (session.log.episode_length > 0), train_from=train_from,
+            losses=losses,
         )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
-    ctrl_c = run.StopOnCtrlC()  # finish the step, save, then exit
     obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
     for global_step in range(start_step, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise; the soft policy samples π instead
@@ -642,10 +577,10 @@ def main(args: Args, checkpoint: dict | None = None):
         per_agent = [[d[n] for n in names] for d in (obs, rewards, next_obs, terminations)]
         next_state = global_state(env, next_obs) if state_dim else None
         buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]), state, next_state)
-        log.add_step(per_agent[1])
+        session.log.add_step(per_agent[1])
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            log.end_episode()
+            session.log.end_episode()
             episode += 1
             obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
         elif any(ended):
@@ -660,29 +595,14 @@ def main(args: Args, checkpoint: dict | None = None):
             if n_updates % args.target_update_interval == 0:
                 for agent in agents:
                     polyak_update(agent, args.tau)
-            bad = [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not torch.isfinite(v)]
-            if bad:
+            if bad := [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not np.isfinite(v)]:
                 raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
-        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes; save; stop on Ctrl-C
-        if (global_step + 1) % args.log_every == 0:
-            log.write(global_step + 1, charts(agents, names, obs, losses, noise_scale, n_updates, args, device))
-        if args.save_model and (ctrl_c.requested or args.save_every and (global_step + 1) % args.save_every == 0):
-            run.save_checkpoint(training_state(global_step + 1), model_path)
-        if ctrl_c.requested:
-            run.exit_interrupted(global_step + 1, model_path if args.save_model else None, writer)
-    ctrl_c.release()  # Ctrl-C during the evaluation stops it at once
-
-    if args.save_model:
-        run.save_checkpoint(training_state(args.total_timesteps), model_path)
-        print(f"model saved to {model_path}")
-    if args.eval_episodes:
-        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
-        eval_env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
-        act = partial(noise_free_actions, agents, eval_env, device=device)
-        log.write_eval(args.total_timesteps, run.evaluate(eval_env, act, args.eval_episodes, args.seed + 1, video_dir))
+        # TRY NOT TO MODIFY: log, evaluate and save when due; on Ctrl-C save and exit
+        charts_now = partial(charts, agents, names, obs, losses, noise_scale, n_updates, args, device)
+        session.end_step(global_step + 1, charts_now, training_state, evaluate)
+    session.finish(training_state, evaluate)
     env.close()
-    writer.close()
 
 
 if __name__ == "__main__":

@@ -19,43 +19,16 @@ import torch.nn.functional as F
 
 from utils import run
 from utils.envs import EnvError, env_label, make_env
-from utils.logger import TrainingLog, make_run_name, make_writer
 
 SCRIPT = "pr2_discrete.py"
 
 
 @dataclass
-class Args:
+class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, --resume, --eval-every, ...) come first
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run folder's name)"""
-    seed: int = 1
-    """seed of the experiment: same seed, same command, same numbers"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """accepted for CleanRL compatibility; this script always runs on the CPU (its networks are tiny)"""
-    track: bool = False
-    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "pr2"
-    """the W&B project name"""
-    wandb_entity: str | None = None
-    """the W&B entity (team)"""
-    save_model: bool = False
-    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C), then evaluate
-    the greedy policy"""
-    save_every: int = 0
-    """with --save-model, also save every N environment steps (0: only at the end)"""
-    save_buffer: bool = True
-    """with --save-model, keep the replay buffer (deep) in the checkpoint, so that a resumed run continues exactly"""
-    resume: str | None = None
-    """continue training from this checkpoint; flags not given on the command line come from it"""
-    eval_episodes: int = 10
-    """greedy episodes evaluated after training with --save-model or --capture-video (episode k starts from a seed
-    drawn from --seed + 1 and k), logged at the last training step as eval/episodic_return"""
-    capture_video: bool = False
-    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
-    torch_threads: int = 1
-    """torch.set_num_threads: CPU threads for torch"""
 
     # Environment
     env: str = "matrix"
@@ -410,6 +383,15 @@ def matrix_game_traces(agents, learners, temperature) -> dict:
     return scalars
 
 
+def charts(agents, learners, losses: dict, temperature: float, args: Args) -> dict:
+    """A log entry's scalars besides the episodes': the window's mean losses (the window then starts anew), the
+    temperature, and on matrix games the policies and opponent models."""
+    scalars = {f"losses/{name}": float(np.mean(values)) for name, values in losses.items()}
+    losses.clear()
+    scalars.update(matrix_game_traces(agents, learners, temperature) if args.env == "matrix" else {})
+    return dict(scalars, **{"charts/temperature": temperature})
+
+
 def train_step(learner, optimizers, batch, i, args, temperature) -> dict:
     """One gradient step on agent i's critic (Eq. 13) and opponent model (empirical or Eq. 12)."""
     obs, next_obs = batch["obs"], batch["next_obs"]
@@ -513,11 +495,10 @@ def main(args: Args, checkpoint: dict | None = None):
     start_step, losses, train_from, anneal_total, log_state = 0, {}, 0, args.total_timesteps, None
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         start_step, losses, train_from, anneal_total, log_state = restore(checkpoint, learners, optimizers, rb, args)
-    label = env_label(args.env, args.scenario)
-    run_name = checkpoint["run_name"] if checkpoint else make_run_name(label, args.exp_name, args.seed)
-    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
-    log = TrainingLog(writer, agents, args.total_timesteps, start_step, log_state)
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    session = run.Session(args, checkpoint, agents, env_label(args.env, args.scenario))  # logs, checkpoints, Ctrl-C
+    greedy = lambda env, obs: select_actions(agents, learners, obs, 1.0, greedy=True)  # noqa: E731
+    evaluate = partial(run.evaluate, partial(make_env, args.env, args.scenario, "discrete", args.max_cycles), greedy,
+                       args.eval_episodes)  # fmt: skip
     episode_start_rng = checkpoint["rng"]["env"] if checkpoint else None
 
     def training_state(step: int) -> dict:
@@ -529,12 +510,10 @@ def main(args: Args, checkpoint: dict | None = None):
             agents={agent: learner.state_dict() for agent, learner in zip(agents, learners, strict=True)},
             optimizers=[{key: opt.state_dict() for key, opt in pair.items()} for pair in optimizers],
             buffer=run.buffer_state(rb) if args.save_buffer and args.algorithm == "deep" else None,
-            rng=rng, step=step, losses=losses, log=log.state_dict(), anneal_total=anneal_total,
-            train_from=train_from, run_name=run_name,
+            rng=rng, step=step, losses=losses, anneal_total=anneal_total, train_from=train_from,
         )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
-    ctrl_c = run.StopOnCtrlC()  # finish the step, save, then exit
     obs = first_observation(env, args.seed, checkpoint["rng"] if checkpoint else None)
     for global_step in range(start_step, args.total_timesteps):
         temperature = temperature_at(args, global_step, anneal_total)
@@ -545,7 +524,7 @@ def main(args: Args, checkpoint: dict | None = None):
         next_obs, rewards, terms, truncs, _ = env.step(actions)
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes; an episode ends for all when any agent is done
-        log.add_step([rewards[agent] for agent in agents])
+        session.log.add_step([rewards[agent] for agent in agents])
         if args.algorithm == "pr2q":  # ALGO LOGIC: PR2-Q table updates
             for i, (agent, learner) in enumerate(zip(agents, learners, strict=True)):
                 sq = learner.update(actions[agent], actions[agents[1 - i]], rewards[agent], global_step)
@@ -554,7 +533,7 @@ def main(args: Args, checkpoint: dict | None = None):
             per_agent = [[d[agent] for agent in agents] for d in (obs, next_obs, actions, rewards)]
             rb.add(*per_agent, float(any(terms.values())))
         if not env.agents or any(terms.values()) or any(truncs.values()):
-            log.end_episode()
+            session.log.end_episode()
             generator = env_generator(env)  # its state before the reset: a resumed run replays this reset
             episode_start_rng = generator.bit_generator.state if generator is not None else None
             next_obs, _ = env.reset()
@@ -570,29 +549,11 @@ def main(args: Args, checkpoint: dict | None = None):
                     check_finite(f"{name}/{agent}", value, global_step)
                     losses.setdefault(f"{name}/{agent}", []).append(value)
 
-        # TRY NOT TO MODIFY: record returns, losses and speed for plotting purposes; save; stop on Ctrl-C
-        if (global_step + 1) % args.log_every == 0:
-            scalars = {f"losses/{name}": float(np.mean(values)) for name, values in losses.items()}  # this window's
-            scalars.update(matrix_game_traces(agents, learners, temperature) if args.env == "matrix" else {})
-            log.write(global_step + 1, dict(scalars, **{"charts/temperature": temperature}))
-            losses = {}
-        if args.save_model and (ctrl_c.requested or args.save_every and (global_step + 1) % args.save_every == 0):
-            run.save_checkpoint(training_state(global_step + 1), model_path)
-        if ctrl_c.requested:
-            run.exit_interrupted(global_step + 1, model_path if args.save_model else None, writer)
-    ctrl_c.release()  # Ctrl-C during the evaluation stops it at once
-
-    if args.save_model:
-        run.save_checkpoint(training_state(args.total_timesteps), model_path)
-        print(f"model saved to {model_path}")
-    if (args.save_model or args.capture_video) and args.eval_episodes:
-        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
-        eval_env = make_env(args.env, args.scenario, "discrete", args.max_cycles, "rgb_array" if video_dir else None)
-        greedy = partial(select_actions, agents, learners, temperature=1.0, greedy=True)
-        returns = run.evaluate(eval_env, greedy, args.eval_episodes, args.seed + 1, video_dir)  # [episode, agent]
-        log.write_eval(args.total_timesteps, returns)
+        # TRY NOT TO MODIFY: log (this window's mean losses), evaluate and save when due; on Ctrl-C save and exit
+        charts_now = partial(charts, agents, learners, losses, temperature, args)
+        session.end_step(global_step + 1, charts_now, training_state, evaluate)
+    session.finish(training_state, evaluate)
     env.close()
-    writer.close()
 
 
 if __name__ == "__main__":

@@ -14,39 +14,13 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # utils/ is at the repository root
 from utils import run  # noqa: E402
 from utils.envs import EnvError, env_label, make_env, to_env_action  # noqa: E402
-from utils.logger import TrainingLog, make_run_name, make_writer  # noqa: E402
 
 
 @dataclass
-class Args:
+class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, --resume, --eval-every, ...) come first
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run folder's name)"""
-    seed: int = 1
-    """seed of the experiment: same seed, same command, same numbers (on CPU)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, use CUDA when it is available"""
-    torch_threads: int = 1
-    """CPU threads for torch; small networks run fastest on one"""
-    track: bool = False
-    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "pr2"
-    """the W&B project name"""
-    wandb_entity: str | None = None
-    """the W&B entity (team)"""
-    save_model: bool = False
-    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end and on Ctrl-C (load_policies)"""
-    save_every: int = 0
-    """with --save-model, also save every N environment steps (0: only at the end)"""
-    save_buffer: bool = True
-    """with --save-model, keep the replay buffer in the checkpoint, so that a resumed run continues exactly"""
-    resume: str | None = None
-    """continue training from this checkpoint; flags not given on the command line come from it"""
-    eval_episodes: int = 10
-    """episodes of the noise-free policy evaluated after training, logged as eval/episodic_return"""
-    capture_video: bool = False
-    """record the evaluation episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering, e.g. particle)"""
+
     # Environment
     env: str = "particle"
     """'particle' (mpe2), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory' (yours)"""
@@ -169,6 +143,18 @@ def noise_free_actions(agents, names, obs: dict, device) -> list[np.ndarray]:
 def env_actions(env, unit_actions: list[np.ndarray]) -> dict:
     """{agent: its [-1, 1] action mapped to its Box}, what env.step takes."""
     return {name: to_env_action(a, env.action_space(name)) for name, a in zip(env.possible_agents, unit_actions)}
+
+
+@torch.no_grad()
+def charts(agents, names, obs, losses, noise_scale: float, device) -> dict:
+    """A log entry's scalars besides the episodes': losses, the noise scale, and on games with 1-D actions (the
+    differential game) the noise-free action, to plot the learning path."""
+    scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
+    scalars["charts/noise_scale"] = noise_scale
+    actions = noise_free_actions(agents, names, obs, device)
+    if max(action.size for action in actions) == 1:
+        scalars.update({f"charts/action/{name}": action.item() for name, action in zip(names, actions)})
+    return scalars
 
 
 def load_policies(path: str, device: str = "cpu") -> dict:
@@ -322,11 +308,10 @@ def main(args: Args, checkpoint: dict | None = None):
         counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
     start_step, n_updates, episode, train_from = (counters[k] for k in ("step", "n_updates", "episode", "train_from"))
     losses = counters["losses"]
-    label = env_label(args.env, args.scenario)
-    run_name = checkpoint["run_name"] if checkpoint else make_run_name(label, args.exp_name, args.seed)
-    writer = make_writer(run_name, args, purge_step=start_step + 1 if checkpoint else None)
-    log = TrainingLog(writer, names, args.total_timesteps, start_step, counters["log"])
-    model_path = f"runs/{run_name}/{args.exp_name}.pt"
+    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario))  # logs, checkpoints, Ctrl-C
+    act = lambda env, obs: env_actions(env, noise_free_actions(agents, names, obs, device))  # noqa: E731
+    evaluate = partial(run.evaluate, partial(make_env, args.env, args.scenario, "continuous", args.max_cycles), act,
+                       args.eval_episodes)  # fmt: skip
 
     def training_state(step: int) -> dict:
         """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
@@ -334,12 +319,11 @@ def main(args: Args, checkpoint: dict | None = None):
             args=asdict(args), **layout, agents=agents.state_dict(), optimizer=optimizer.state_dict(),
             buffer=run.buffer_state(buffer) if args.save_buffer else None,
             noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
-            step=step, n_updates=n_updates, episode=episode + (log.episode_length > 0), losses=losses,
-            train_from=train_from, log=log.state_dict(), run_name=run_name,
+            step=step, n_updates=n_updates, episode=episode + (session.log.episode_length > 0), losses=losses,
+            train_from=train_from,
         )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
-    ctrl_c = run.StopOnCtrlC()  # finish the step, save, then exit
     obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
     for global_step in range(start_step, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(o) plus scheduled OU noise, clipped to [-1, 1]
@@ -351,10 +335,10 @@ def main(args: Args, checkpoint: dict | None = None):
         # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
         per_agent = [[d[n] for n in names] for d in (obs, rewards, next_obs, terminations)]
         buffer.add(per_agent[0], unit_actions, per_agent[1], per_agent[2], np.float32(per_agent[3]))
-        log.add_step(per_agent[1])
+        session.log.add_step(per_agent[1])
         ended = [terminations[n] or truncations[n] for n in names]
         if all(ended):
-            log.end_episode()
+            session.log.end_episode()
             episode += 1
             obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
         elif any(ended):
@@ -370,30 +354,11 @@ def main(args: Args, checkpoint: dict | None = None):
             if bad := [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not np.isfinite(v)]:
                 raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
-        # TRY NOT TO MODIFY: record rewards, losses and speed for plotting purposes; save; stop on Ctrl-C
-        if (global_step + 1) % args.log_every == 0:
-            scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
-            scalars["charts/noise_scale"] = noise_scale
-            if max(act_dims) == 1:  # e.g. the differential game: the noise-free action, to plot the learning path
-                for name, action in zip(names, noise_free_actions(agents, names, obs, device)):
-                    scalars[f"charts/action/{name}"] = action.item()
-            log.write(global_step + 1, scalars)
-        if args.save_model and (ctrl_c.requested or args.save_every and (global_step + 1) % args.save_every == 0):
-            run.save_checkpoint(training_state(global_step + 1), model_path)
-        if ctrl_c.requested:
-            run.exit_interrupted(global_step + 1, model_path if args.save_model else None, writer)
-    ctrl_c.release()  # Ctrl-C during the evaluation stops it at once
-
-    if args.save_model:
-        run.save_checkpoint(training_state(args.total_timesteps), model_path)
-        print(f"model saved to {model_path}")
-    if args.eval_episodes:
-        video_dir = f"runs/{run_name}/videos" if args.capture_video else None
-        eval_env = make_env(args.env, args.scenario, "continuous", args.max_cycles, "rgb_array" if video_dir else None)
-        act = lambda obs: env_actions(eval_env, noise_free_actions(agents, names, obs, device))  # noqa: E731
-        log.write_eval(args.total_timesteps, run.evaluate(eval_env, act, args.eval_episodes, args.seed + 1, video_dir))
+        # TRY NOT TO MODIFY: log, evaluate and save when due; on Ctrl-C save and exit
+        charts_now = partial(charts, agents, names, obs, losses, noise_scale, device)
+        session.end_step(global_step + 1, charts_now, training_state, evaluate)
+    session.finish(training_state, evaluate)
     env.close()
-    writer.close()
 
 
 if __name__ == "__main__":

@@ -64,10 +64,10 @@ def checkpoint_of(cwd: Path) -> Path:
     return next(the_run_dir(cwd).glob("*.pt"))
 
 
-def undocumented_args(script: str) -> list[str]:
+def undocumented_args(script: str, class_name: str = "Args") -> list[str]:
     """The fields of a script's `Args` dataclass not followed by a docstring (tyro shows it in --help)."""
     tree = ast.parse((ROOT / script).read_text())
-    body = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Args").body
+    body = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name).body
     fields = [(i, node.target.id) for i, node in enumerate(body) if isinstance(node, ast.AnnAssign)]
     assert fields, f"{script}: no Args fields found"
     missing = []

@@ -181,8 +181,8 @@ def test_eq12_model_with_sampled_opponent_actions_and_save_model(tmp_path):
 
 
 def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds(tmp_path):
-    """One evaluation at the last training step: greedy episodes k = 0, 1 from run.episode_seed(--seed + 1, k), the
-    same seeds as the other scripts, so the saved agents reproduce it; the buffer is saved as tensors."""
+    """One evaluation at the last training step: greedy episodes k = 0, 1 from run.episode_seed(run.EVAL_SEED, k),
+    the same seeds as the other scripts, so the saved agents reproduce it; the buffer is saved as tensors."""
     run_ok(SCRIPT, "--env", "particle", *TINY, "--seed", "7", "--save-model", "--eval-episodes", "2", cwd=tmp_path)
     logged = final_evaluation(the_run_dir(tmp_path), 150, AGENTS)
     checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
@@ -191,8 +191,8 @@ def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds
     learners, _ = pr2.build_learners(checkpoint["obs_dims"], checkpoint["action_sizes"], args)
     for learner, state in zip(learners, checkpoint["agents"].values(), strict=True):
         learner.load_state_dict(state)
-    greedy = partial(pr2.select_actions, AGENTS, learners, temperature=1.0, greedy=True)
-    returns = run.evaluate(make_env("particle", "simple_spread", "discrete", 25), greedy, 2, 7 + 1)
+    greedy = lambda env, obs: pr2.select_actions(AGENTS, learners, obs, 1.0, greedy=True)  # noqa: E731
+    returns = run.evaluate(partial(make_env, "particle", "simple_spread", "discrete", 25), greedy, 2)
     assert logged == pytest.approx(returns.mean(), rel=1e-6)
 
 

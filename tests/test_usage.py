@@ -190,3 +190,10 @@ def test_discrete_bad_flags_stop_before_training(tmp_path, monkeypatch, flags, m
 )
 def test_every_flag_has_a_docstring(script):
     assert undocumented_args(script) == []
+
+
+def test_the_shared_run_flags_are_documented_and_shown_by_every_script(tmp_path):
+    assert undocumented_args("utils/run.py", "RunArgs") == []
+    for script in ["pr2_continuous.py", "pr2_discrete.py", "baselines/maddpg.py"]:
+        help_text = " ".join(run_ok(script, "--help", cwd=tmp_path).stdout.split())
+        assert "--eval-every INT" in help_text and "also evaluate every" in help_text, script

@@ -1,17 +1,7 @@
-"""Environments for the PR2 scripts, all as PettingZoo ``ParallelEnv``s.
-
-``make_env`` is the one entry point the scripts call:
-
-========================  ==================================================================
-``--env differential``    the paper's one-shot "max of two quadratic" game (2 agents, Box)
-``--env matrix``          a two-player matrix game (Discrete), the paper's game by default
-``--env particle``        an mpe2 scenario (``--scenario simple_spread`` etc.)
-``--env pkg.mod:factory`` your own env: ``factory()`` must return a PettingZoo ``ParallelEnv``
-========================  ==================================================================
-
-Every problem with the choice raises ``EnvError`` with a one-line message that says what is
-wrong and how to fix it; the scripts print it and exit before training starts.
-"""
+"""Environments for the PR2 scripts, all PettingZoo ``ParallelEnv``s, built by ``make_env``: ``--env differential``
+(the paper's one-shot "max of two quadratic" game, Box actions), ``matrix`` (a two-player matrix game, Discrete),
+``particle`` (an mpe2 scenario) or ``pkg.mod:factory`` (your own). Every problem with the choice raises ``EnvError``
+with a one-line message that says what is wrong and how to fix it, before training starts."""
 
 import difflib
 import importlib
@@ -118,10 +108,7 @@ MATRIX_GAMES = {
     "prisoners_dilemma": ([[-1, -3], [0, -2]], [[-1, 0], [-3, -2]]),
     "stag_hunt": ([[4, 0], [3, 3]], [[4, 3], [0, 3]]),
     "coordination": ([[1, 0], [0, 1]], [[1, 0], [0, 1]]),
-    "rock_paper_scissors": (
-        [[0, -1, 1], [1, 0, -1], [-1, 1, 0]],
-        [[0, 1, -1], [-1, 0, 1], [1, -1, 0]],
-    ),
+    "rock_paper_scissors": ([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], [[0, 1, -1], [-1, 0, 1], [1, -1, 0]]),
     "climbing": ([[11, -30, 0], [-30, 7, 6], [0, 0, 5]], [[11, -30, 0], [-30, 7, 6], [0, 0, 5]]),
 }
 PAYOFF_FORMAT = "'R1/R2' with rows separated by ';' and entries by ',', e.g. '0,3;1,2/3,2;0,1'"
@@ -143,9 +130,8 @@ def parse_payoffs(text: str) -> tuple[np.ndarray, np.ndarray]:
         matrices.append(np.array(rows))
     r1, r2 = matrices
     if r1.shape != r2.shape or min(r1.shape) < 2:
-        raise EnvError(
-            f"payoffs {text!r}: both matrices need the same shape, at least 2x2 (got {r1.shape}, {r2.shape})"
-        )
+        raise EnvError(f"payoffs {text!r}: both matrices need the same shape, at least 2x2 (got {r1.shape}, "
+                       f"{r2.shape})")  # fmt: skip
     if not (np.isfinite(r1).all() and np.isfinite(r2).all()):
         raise EnvError(f"payoffs {text!r} hold a non-finite value")
     return r1, r2
@@ -185,13 +171,10 @@ def _make_particle(scenario: str, kind: ActionKind, max_cycles: int, render_mode
     scenarios = particle_scenarios()
     name = scenario.rsplit("_v", 1)[0] if scenario.rsplit("_v", 1)[-1].isdigit() else scenario
     if name not in scenarios:
-        raise EnvError(
-            f"unknown particle --scenario {scenario!r}: {_closest(name, scenarios)}"
-            f"available: {', '.join(sorted(scenarios))}"
-        )
-    return scenarios[name].parallel_env(
-        continuous_actions=kind == "continuous", max_cycles=max_cycles, render_mode=render_mode
-    )
+        choices = f"{_closest(name, scenarios)}available: {', '.join(sorted(scenarios))}"
+        raise EnvError(f"unknown particle --scenario {scenario!r}: {choices}")
+    return scenarios[name].parallel_env(continuous_actions=kind == "continuous", max_cycles=max_cycles,
+                                        render_mode=render_mode)  # fmt: skip
 
 
 def _make_from_factory(spec: str, render_mode):
@@ -220,36 +203,24 @@ def _make_from_factory(spec: str, render_mode):
 def check_spaces(env, kind: ActionKind, script: str):
     """Every agent needs a flat Box observation and a Box (continuous) or Discrete action space."""
     other = "pr2_discrete.py" if kind == "continuous" else "pr2_continuous.py"
+    flat_box = lambda space: isinstance(space, spaces.Box) and len(space.shape) == 1  # noqa: E731
     for agent in env.possible_agents:
         obs_space, act_space = env.observation_space(agent), env.action_space(agent)
-        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-            raise EnvError(
-                f"agent {agent!r} has observation space {obs_space}; {script} needs a flat Box: "
-                "wrap your env to flatten observations"
-            )
-        if kind == "continuous":
-            if not isinstance(act_space, spaces.Box) or len(act_space.shape) != 1:
-                raise EnvError(
-                    f"agent {agent!r} has action space {act_space}; {script} needs a flat Box: "
-                    f"use {other} for discrete actions"
-                )
-            if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
-                raise EnvError(f"agent {agent!r} has an unbounded action space {act_space}; give it finite bounds")
-        elif not isinstance(act_space, spaces.Discrete):
-            raise EnvError(
-                f"agent {agent!r} has action space {act_space}; {script} needs Discrete actions: "
-                f"use {other} for Box actions"
-            )
+        if not flat_box(obs_space):
+            raise EnvError(f"agent {agent!r} has observation space {obs_space}; {script} needs a flat Box: wrap your "
+                           "env to flatten observations")  # fmt: skip
+        if kind == "continuous" and not flat_box(act_space):
+            raise EnvError(f"agent {agent!r} has action space {act_space}; {script} needs a flat Box: use {other} for "
+                           "discrete actions")  # fmt: skip
+        if kind == "continuous" and not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+            raise EnvError(f"agent {agent!r} has an unbounded action space {act_space}; give it finite bounds")
+        if kind == "discrete" and not isinstance(act_space, spaces.Discrete):
+            raise EnvError(f"agent {agent!r} has action space {act_space}; {script} needs Discrete actions: use "
+                           f"{other} for Box actions")  # fmt: skip
 
 
-def make_env(
-    env: str,
-    scenario: str | None = None,
-    kind: ActionKind = "continuous",
-    max_cycles: int = 25,
-    render_mode: str | None = None,
-    script: str = "this script",
-) -> ParallelEnv:
+def make_env(env: str, scenario=None, kind: ActionKind = "continuous", max_cycles=25, render_mode=None,
+             script="this script") -> ParallelEnv:  # fmt: skip
     """Build the env named by ``--env``/``--scenario`` and check it suits ``kind`` actions.
 
     scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for
@@ -262,12 +233,8 @@ def make_env(
             raise EnvError(f"--env differential has continuous actions; {script} needs discrete ones")
         formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_n3': three agents
         base = formula.split("_")[0]  # e.g. 'paper_leader_n3': agent 0 holds the local optimum alone
-        if (
-            base not in DIFFERENTIAL_FORMULAS
-            or formula[len(base) :] not in DIFFERENTIAL_ROLES
-            or not (n_agents or "2").isdigit()
-            or int(n_agents or 2) < 2
-        ):
+        roles_ok = base in DIFFERENTIAL_FORMULAS and formula[len(base) :] in DIFFERENTIAL_ROLES
+        if not roles_ok or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2:
             raise EnvError(
                 f"unknown differential --scenario {scenario!r}: use 'paper' (default) or 'code', "
                 "optionally with '_leader' and a number of agents, e.g. 'paper_n3' or 'paper_leader_n3'"

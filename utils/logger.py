@@ -27,14 +27,8 @@ def make_writer(run_name: str, args, runs_dir: str = "runs", purge_step: int | N
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs Weights & Biases: pip install wandb") from None
-        wandb.init(
-            project=config.get("wandb_project_name"),
-            entity=config.get("wandb_entity"),
-            sync_tensorboard=True,
-            config=config,
-            name=run_name,
-            save_code=True,
-        )
+        project, entity = config.get("wandb_project_name"), config.get("wandb_entity")
+        wandb.init(project=project, entity=entity, sync_tensorboard=True, config=config, name=run_name, save_code=True)
     writer = SummaryWriter(os.path.join(runs_dir, run_name), purge_step=purge_step)
     table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
@@ -97,10 +91,8 @@ class Progress:
         elapsed = time.time() - self.start
         sps = (step - self.first) / max(elapsed, 1e-9)
         left = (self.total - step) / max(sps, 1e-9)
-        line = (
-            f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%) | {sps:,.0f} SPS"
-            f" | return {episodic_return:.3f} | {left / 60:.1f} min left"
-        )
+        line = f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%) | {sps:,.0f} SPS"
+        line += f" | return {episodic_return:.3f} | {left / 60:.1f} min left"
         if self.tty:
             print(f"\r{line}", end="\n" if step >= self.total else "", flush=True)
         elif step >= self.next_print or step >= self.total:
@@ -119,6 +111,5 @@ def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     # on its own would keep it.
     accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {
-        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]
-    }
+    tags = accumulator.Tags()["scalars"]
+    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in tags}

@@ -1,9 +1,6 @@
-"""Run bookkeeping shared by the scripts: flags, checkpoints, resuming, random-number state, Ctrl-C, evaluation, GIFs.
-
-Nothing here knows an algorithm. A script builds its own checkpoint dict (networks, optimiser, buffer, counters) and
-hands it to `save_checkpoint`; `parse_args` and `check_resume` give it back checked; `rng_state` and
-`restore_rng_state` make a resumed run draw the numbers the uninterrupted one would have drawn.
-"""
+"""Run bookkeeping shared by the scripts, none of it algorithm: the run flags, checkpoints (a script builds its own
+dict; `Session` saves it atomically, `parse_args` and `check_run` give it back checked), random-number state, and the
+logs, evaluations and Ctrl-C around the training loop."""
 
 import dataclasses
 import math
@@ -15,6 +12,46 @@ import signal
 import numpy as np
 import torch
 import tyro
+
+from utils.logger import TrainingLog, make_run_name, make_writer
+
+EVAL_SEED = 2**32 - 1  # evaluation episode k starts from episode_seed(EVAL_SEED, k) in every script and run
+
+
+@dataclasses.dataclass
+class RunArgs:
+    """The flags every script shares: seeding, devices, tracking, checkpoints, evaluation."""
+
+    exp_name: str = "run"
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same command, same numbers (on CPU)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use CUDA when it is available"""
+    torch_threads: int = 1
+    """CPU threads for torch; small networks run fastest on one"""
+    track: bool = False
+    """if toggled, mirror the TensorBoard logs to Weights & Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "pr2"
+    """the W&B project name"""
+    wandb_entity: str | None = None
+    """the W&B entity (team)"""
+    save_model: bool = False
+    """if toggled, save the full training state to runs/<run>/<exp_name>.pt at the end (and on Ctrl-C)"""
+    save_every: int = 0
+    """with --save-model, also save every N environment steps (0: only at the end)"""
+    save_buffer: bool = True
+    """with --save-model, keep the replay buffer in the checkpoint, so that a resumed run continues exactly"""
+    resume: str | None = None
+    """continue training from this checkpoint; flags not given on the command line come from it"""
+    eval_episodes: int = 10
+    """episodes of the noise-free (greedy) policy per evaluation, on env seeds no training episode starts from"""
+    eval_every: int = 0
+    """also evaluate every N environment steps during training (0: only after training)"""
+    capture_video: bool = False
+    """record the last evaluation's episodes as GIFs in runs/<run>/videos/ (envs with rgb_array rendering)"""
 
 
 def parse_args(args_class, script: str, checkpoint_keys: list[str]):
@@ -50,12 +87,12 @@ def load_checkpoint(path: str, required_keys, script: str) -> dict:
         raise ValueError(f"--resume {path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights_only" not in str(error):
-            raise ValueError(f"--resume {path}: unreadable, truncated or corrupt (UnpicklingError)") from None
-        raise ValueError(f"--resume {path}: holds objects other than tensors and plain values; not loaded") from None
-    except Exception as error:
-        raise ValueError(f"--resume {path}: unreadable, truncated or corrupt ({type(error).__name__})") from None
+    except Exception as error:  # weights_only refuses every object but tensors and plain values, before running any
+        unsafe = isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error)
+        problem = "holds objects other than tensors and plain values; not loaded" if unsafe else "unreadable, truncated"
+        raise ValueError(
+            f"--resume {path}: {problem}" + f" or corrupt ({type(error).__name__})" * (not unsafe)
+        ) from None
     missing = [key for key in required_keys if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(f"--resume {path}: not a {script} checkpoint (missing {', '.join(missing)})")
@@ -80,21 +117,20 @@ def check_run(env, args, checkpoint: dict | None, structural_flags: list[str], l
     or, when resuming, a structural flag that differs, other agents or sizes (layout: {checkpoint key: this env's
     value}), or no steps left. With env None, only the flags and steps (e.g. before the saved scenario meets a new
     --env)."""
+    if min(args.eval_episodes, args.eval_every, args.save_every) < 0 or args.torch_threads <= 0:
+        raise ValueError("--eval-episodes, --eval-every and --save-every must be >= 0, --torch-threads positive")
+    if args.capture_video and not args.eval_episodes:
+        raise ValueError("--capture-video records the evaluation: set --eval-episodes > 0")
     if env is not None and args.capture_video and "rgb_array" not in env.metadata.get("render_modes", []):
         raise ValueError(f"--capture-video needs an env with rgb_array rendering; {args.env} has none")
     if checkpoint is None:
         return
-    for flag in structural_flags:
-        if getattr(args, flag) != checkpoint["args"][flag]:
-            raise ValueError(
-                f"--resume: the checkpoint was trained with --{flag.replace('_', '-')} {checkpoint['args'][flag]}, "
-                f"not {getattr(args, flag)}; drop that flag to continue it"
-            )
-    saved, now = tuple(checkpoint[key] for key in layout), tuple(layout.values())
-    if saved != now:
-        raise ValueError(
-            f"--resume: the checkpoint's agents, observation and action sizes {saved} do not match this env's {now}"
-        )
+    for flag in (flag for flag in structural_flags if getattr(args, flag) != checkpoint["args"][flag]):
+        saved = f"--{flag.replace('_', '-')} {checkpoint['args'][flag]}, not {getattr(args, flag)}"
+        raise ValueError(f"--resume: the checkpoint was trained with {saved}; drop that flag to continue it")
+    if (saved := tuple(checkpoint[key] for key in layout)) != (now := tuple(layout.values())):
+        raise ValueError(f"--resume: the checkpoint's agents, observation and action sizes {saved} do not match this "
+                         f"env's {now}")  # fmt: skip
     if checkpoint["step"] >= args.total_timesteps:
         raise ValueError(f"--resume: the checkpoint is at step {checkpoint['step']}; raise --total-timesteps")
 
@@ -133,23 +169,8 @@ def restore_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
 
 
-class StopOnCtrlC:
-    """Ctrl-C sets `requested` instead of raising, so the loop finishes its step, saves and exits; `release()` puts
-    the default back (e.g. for the evaluation, which Ctrl-C then stops at once)."""
-
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGINT, self._request)
-
-    def _request(self, *_):
-        self.requested = True
-
-    def release(self):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def episode_seed(seed: int, episode: int) -> int:
-    """Episode k of a run always starts from the same state, so a resumed run replays exactly."""
+def episode_seed(seed: int, episode: int) -> int:  # a resumed run replays its episodes exactly
+    """The env seed of episode k of a run with this seed."""
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
 
@@ -163,23 +184,68 @@ def save_gif(frames: list, path: str):
 
 
 @torch.no_grad()
-def evaluate(env, act, episodes: int, seed: int, video_dir: str | None = None) -> np.ndarray:
-    """Returns [episode, agent] of `episodes` episodes of `act(observations) -> {agent: env action}`; episode k
-    starts from `episode_seed(seed, k)`. With video_dir (an env made with render_mode='rgb_array'), each episode is
-    also saved there as a GIF."""
+def evaluate(make_eval_env, act, episodes: int, video_dir: str | None = None) -> np.ndarray:
+    """Returns [episode, agent] of `episodes` episodes of `act(env, observations) -> {agent: env action}` on a fresh
+    env `make_eval_env(render_mode)`; episode k starts from `episode_seed(EVAL_SEED, k)`. With video_dir, each
+    episode is also saved there as a GIF."""
+    env = make_eval_env("rgb_array" if video_dir else None)
     names, returns = env.possible_agents, np.zeros((episodes, len(env.possible_agents)))
     for episode in range(episodes):
-        obs, _ = env.reset(seed=episode_seed(seed, episode))
+        obs, _ = env.reset(seed=episode_seed(EVAL_SEED, episode))
         frames = []
         while env.agents:
             if video_dir:
                 frames.append(env.render())
-            obs, rewards, _, _, _ = env.step(act(obs))
+            obs, rewards, _, _, _ = env.step(act(env, obs))
             returns[episode] += [rewards[name] for name in names]
         if video_dir:
             save_gif([*frames, env.render()], f"{video_dir}/eval_episode_{episode}.gif")
     env.close()
     return returns
+
+
+class Session:
+    """What happens around a script's training loop: the run folder (kept by --resume), its TensorBoard writer and
+    TrainingLog, a log entry every --log-every steps, an evaluation every --eval-every and after training,
+    checkpoints every --save-every and at the end, and Ctrl-C: the loop finishes its step, saves and exits (130)."""
+
+    def __init__(self, args, checkpoint: dict | None, names: list[str], env_label: str):
+        self.args, step = args, checkpoint["step"] if checkpoint else 0
+        self.run_name = checkpoint["run_name"] if checkpoint else make_run_name(env_label, args.exp_name, args.seed)
+        self.writer = make_writer(self.run_name, args, purge_step=step + 1 if checkpoint else None)
+        self.log = TrainingLog(self.writer, names, args.total_timesteps, step, checkpoint and checkpoint["log"])
+        self.model_path, self.stop_requested = f"runs/{self.run_name}/{args.exp_name}.pt", False
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "stop_requested", True))
+
+    def save(self, state: dict):
+        save_checkpoint(dict(state, log=self.log.state_dict(), run_name=self.run_name), self.model_path)
+
+    def end_step(self, step: int, charts, training_state, evaluate):
+        """After environment step `step` (counted from 1): `charts()` -> the log entry's scalars, `training_state(step)`
+        -> the checkpoint, `evaluate()` -> [episode, agent] returns; each called only when due."""
+        args = self.args
+        if step % args.log_every == 0:
+            self.log.write(step, charts())
+        if args.eval_every and step % args.eval_every == 0 and step < args.total_timesteps:
+            self.log.write_eval(step, evaluate())
+        if args.save_model and (self.stop_requested or args.save_every and step % args.save_every == 0):
+            self.save(training_state(step))
+        if self.stop_requested:
+            saved = f"; saved {self.model_path}; continue with --resume {self.model_path}" if args.save_model else ""
+            print(f"\ninterrupted at step {step}{saved}")
+            self.writer.close()
+            raise SystemExit(130)
+
+    def finish(self, training_state, evaluate):
+        """After training: save, then evaluate (Ctrl-C now stops at once), recording GIFs with --capture-video."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if self.args.save_model:
+            self.save(training_state(self.args.total_timesteps))
+            print(f"model saved to {self.model_path}")
+        if self.args.eval_episodes:
+            video_dir = f"runs/{self.run_name}/videos" if self.args.capture_video else None
+            self.log.write_eval(self.args.total_timesteps, evaluate(video_dir=video_dir))
+        self.writer.close()
 
 
 def parse_schedule(text: str) -> list[tuple[int, float]]:
@@ -197,37 +263,25 @@ def schedule_value(points: list[tuple[int, float]], step: int) -> float:
     return [value for start, value in points if start <= step][-1]
 
 
-def exit_interrupted(step: int, saved_to: str | None, writer):
-    """After Ctrl-C: say where the run stopped and how to continue it, close the logs, exit with 130."""
-    print(
-        f"\ninterrupted at step {step}" + (f"; saved {saved_to}; continue with --resume {saved_to}" if saved_to else "")
-    )
-    writer.close()
-    raise SystemExit(130)
-
-
-def _is_array_field(value) -> bool:
-    return isinstance(value, np.ndarray) or (isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value))
-
-
 def buffer_state(buffer) -> dict:
     """A replay buffer's filled rows as tensors: every attribute that holds an array or a list of arrays (one row per
     transition), with its `size` and write position `pos`."""
     rows = lambda array: torch.from_numpy(array[: buffer.size].copy())  # noqa: E731
-    arrays = {key: value for key, value in vars(buffer).items() if _is_array_field(value) and len(value)}
-    state = {key: [rows(a) for a in value] if isinstance(value, list) else rows(value) for key, value in arrays.items()}
+    state = {key: [rows(a) for a in value] if isinstance(value, list) else rows(value) for key, value in
+             vars(buffer).items() if isinstance(value, np.ndarray) or isinstance(value, list) and value and
+             all(isinstance(a, np.ndarray) for a in value)}  # fmt: skip
     return dict(state, size=buffer.size, pos=buffer.pos)
 
 
 def load_buffer_state(buffer, state: dict | None):
     """Refill a buffer from `buffer_state`; None (saved with --no-save-buffer) leaves it empty."""
-    if state is None:
-        return
-    buffer.size, buffer.pos = state["size"], state["pos"]
-    for key, saved in state.items():
-        if key not in ("size", "pos"):
-            arrays, rows = (
-                (getattr(buffer, key), saved) if isinstance(saved, list) else ([getattr(buffer, key)], [saved])
+    if state is not None:
+        buffer.size, buffer.pos = state["size"], state["pos"]
+        for key, saved in state.items():
+            pairs = (
+                zip(getattr(buffer, key), saved, strict=True)
+                if isinstance(saved, list)
+                else [(getattr(buffer, key), saved)]
             )
-            for array, row in zip(arrays, rows, strict=True):
-                array[: buffer.size] = row.numpy()
+            for array, rows in pairs if key not in ("size", "pos") else ():
+                array[: buffer.size] = rows.numpy()
