@@ -53,9 +53,8 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     hidden_size: int = 100
     """units in each of the two hidden layers of every network"""
     critic_input: Literal["state", "own"] | None = None
-    """what the joint and individual critics and ρ see: 'state', the env's global state (its state(), else every
-    agent's observation concatenated), or 'own', agent i's observation; the actor always sees its own (default:
-    state for the soft policy, own (the original code's) for the deterministic one and on the differential game)"""
+    """what the critics and ρ see: 'state', the env's global state (its state(), else all observations), or 'own',
+    agent i's observation (the original code's; default for the deterministic policy and on the differential game)"""
 
     # PR2
     policy: Literal["soft", "deterministic"] = "soft"
@@ -138,22 +137,18 @@ def resolve_args(args: Args) -> Args:
         bad = not (moved >= 1 and getattr(args, flag) - moved >= 2)
         problems.append((bad, f"--{flag.replace('_', '-')} {getattr(args, flag)} with --kernel-update-ratio "
                          f"{args.kernel_update_ratio} must leave >= 2 fixed and >= 1 moved particles"))  # fmt: skip
-    for bad, message in problems:
-        if bad:
-            raise ValueError(message)
+    if problem := next((message for bad, message in problems if bad), None):
+        raise ValueError(problem)
     run.parse_schedule(args.noise_schedule)
     return args
 
 
 # ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
 class MLP(nn.Module):
-    """f(x_1, ..., x_n) with 2 hidden ReLU layers; with squash=True the output is tanh-squashed into [-1, 1]
-    (raw=True returns the pre-squash u of x = tanh u, where SVGD moves the samplers).
-
-    As in the original code, the first layer sums one linear map per input, which equals a linear map of their
-    concatenation but lets an input shared by many particles be mapped once and broadcast:
-    obs [B, 1, o] with particles [B, K, d] -> [B, K, out].
-    """
+    """f(x_1, ..., x_n) with 2 hidden ReLU layers; squash=True tanh-squashes the output into [-1, 1] (raw=True then
+    returns the pre-squash u of x = tanh u, where SVGD moves the samplers). As in the original code, the first layer
+    sums one linear map per input (= a linear map of their concatenation), so that an input shared by many particles
+    is mapped once and broadcast: obs [B, 1, o] with particles [B, K, d] -> [B, K, out]."""
 
     def __init__(self, in_dims: list[int], out_dim: int, hidden: int, squash: bool = False):
         super().__init__()
@@ -284,17 +279,14 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> dict:
         idx = np.random.randint(0, self.size, size=batch_size)
         tensor = lambda array: torch.as_tensor(array[idx], device=self.device)  # noqa: E731
-        per_agent = dict(obs=self.obs, actions=self.actions, next_obs=self.next_obs)
-        return dict({k: [tensor(a) for a in v] for k, v in per_agent.items()}, rewards=tensor(self.rewards),
-                    dones=tensor(self.dones), state=tensor(self.state), next_state=tensor(self.next_state))  # fmt: skip
+        batch = {key: [tensor(a) for a in getattr(self, key)] for key in ("obs", "actions", "next_obs")}
+        for key, obs_key in ("state", "obs"), ("next_state", "next_obs"):  # what the critics and ρ see: s or o^i
+            view = [tensor(getattr(self, key))] * len(self.obs) if self.state.shape[1] else batch[obs_key]
+            batch[key.replace("state", "view")] = view
+        return dict(batch, rewards=tensor(self.rewards), dones=tensor(self.dones))
 
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
-def critic_view(batch: dict, i: int, args: Args, prefix: str = ""):
-    """What agent i's critics and ρ see of a minibatch (prefix 'next_': of the next step): s or o^i."""
-    return batch[f"{prefix}state"] if args.critic_input == "state" else batch[f"{prefix}obs"][i]
-
-
 def soft_value(q_values, alpha: float):
     """Eq. 11, α·log ∫ exp(Q/α) da^-i, taken relative to the uniform measure on [-1, 1]^d and estimated from M
     samples b_k: α·log mean_k exp(Q_k/α). q_values [B, M] -> [B].
@@ -312,7 +304,7 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
     the soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q).
     """
     next_obs, own = batch["next_obs"][i], batch["actions"][i]
-    state, next_state = critic_view(batch, i, args), critic_view(batch, i, args, "next_")
+    state, next_state = batch["view"][i], batch["next_view"][i]
     opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
     dones = batch["dones"][:, i]
     with torch.no_grad():
@@ -417,11 +409,12 @@ def polyak_update(agent: PR2Agent, tau: float):
         torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
-    """One simultaneous gradient step of every agent's four networks; returns {agent: {loss name: value}}."""
-    losses, total = {}, 0.0
+def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
+    """Gradient step n_updates + 1 of every agent's four networks at once (then Polyak every
+    --target-update-interval steps); returns {agent: {loss name: value}}."""
+    losses, total, alpha = {}, 0.0, temperature(args, n_updates)
     for i, agent in enumerate(agents):
-        obs, own, state = batch["obs"][i], batch["actions"][i], critic_view(batch, i, args)
+        obs, own, state = batch["obs"][i], batch["actions"][i], batch["view"][i]
         critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
         if agent.stochastic:  # ρ is trained where the policy acts: at its own samples, not at old buffer actions
             pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, state, alpha, args)
@@ -435,6 +428,8 @@ def update(agents, optimizer, batch: dict, alpha: float, args: Args) -> dict:
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
+    for agent in agents if (n_updates + 1) % args.target_update_interval == 0 else ():
+        polyak_update(agent, args.tau)
     return losses
 
 
@@ -460,11 +455,20 @@ def explore(agents, names, obs: dict, noises, noise_scale: float, device) -> lis
 
 
 def build_agents(obs_dims: list[int], act_dims: list[int], state_dim: int, args: Args) -> nn.ModuleList:
-    critic_dims = [state_dim if args.critic_input == "state" else o for o in obs_dims]
-    return nn.ModuleList(
-        PR2Agent(o, a, sum(act_dims) - a, args.hidden_size, args.policy == "soft", c)
-        for o, a, c in zip(obs_dims, act_dims, critic_dims)
-    )
+    view = lambda o: state_dim if args.critic_input == "state" else o  # noqa: E731  (the critics' input size)
+    soft, opp = args.policy == "soft", sum(act_dims)
+    return nn.ModuleList(PR2Agent(o, a, opp - a, args.hidden_size, soft, view(o)) for o, a in zip(obs_dims, act_dims))
+
+
+@torch.no_grad()
+def noise_free(agent: PR2Agent, observation, device="cpu") -> np.ndarray:
+    """The agent's noise-free action in [-1, 1] at one observation, μ(o^i) or π's mean action: what evaluation plays."""
+    return agent.act(torch.as_tensor(observation, dtype=torch.float32, device=device), False).cpu().numpy()
+
+
+def noise_free_actions(agents, env, obs: dict, *, device) -> dict:
+    names = env.possible_agents
+    return {n: to_env_action(noise_free(agent, obs[n], device), env.action_space(n)) for n, agent in zip(names, agents)}
 
 
 def load_policies(path: str, device: str = "cpu") -> dict:
@@ -473,16 +477,7 @@ def load_policies(path: str, device: str = "cpu") -> dict:
     dims = [checkpoint[key] for key in ("obs_dims", "act_dims", "state_dim")]
     agents = build_agents(*dims, Args(**checkpoint["args"])).to(device)
     agents.load_state_dict(checkpoint["agents"])
-    act = lambda agent, o: agent.act(torch.as_tensor(o, dtype=torch.float32, device=device), False).cpu().numpy()  # noqa: E731
-    return {name: torch.no_grad()(partial(act, agent)) for name, agent in zip(checkpoint["agent_names"], agents)}
-
-
-@torch.no_grad()
-def noise_free_actions(agents, env, obs: dict, *, device) -> dict:
-    """{agent: env action} of the noise-free policies, μ(s) or π's mean action: what evaluation plays."""
-    actions = [agent.act(torch.as_tensor(obs[name], device=device), False).cpu().numpy() for name, agent in
-               zip(env.possible_agents, agents)]  # fmt: skip
-    return {name: to_env_action(a, env.action_space(name)) for name, a in zip(env.possible_agents, actions)}
+    return {name: partial(noise_free, agent, device=device) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
 @torch.no_grad()
@@ -491,7 +486,7 @@ def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args:
     (the differential game) the noise-free action, to plot the learning path."""
     scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
     for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
-        scalars[f"charts/action/{name}"] = agent.act(torch.as_tensor(obs[name], device=device), False).item()
+        scalars[f"charts/action/{name}"] = noise_free(agent, obs[name], device).item()
     scalars["charts/alpha"] = temperature(args, n_updates)
     if args.policy == "deterministic":
         scalars["charts/noise_scale"] = noise_scale
@@ -505,7 +500,7 @@ def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> 
     run.restore_rng_state(checkpoint["rng"])
     for noise, saved in zip(noises, checkpoint["noise"]):
         noise.state[:] = saved
-    counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from", "log")}
+    counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from")}
     if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
         counters["train_from"] = counters["step"] + max(args.batch_size, args.learning_starts)
     return counters
@@ -541,11 +536,10 @@ def main(args: Args, checkpoint: dict | None = None):
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device, state_dim)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = run.parse_schedule(args.noise_schedule)
-    counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0, log=None)
+    counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0)
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
-    start_step, n_updates, episode, train_from = (counters[k] for k in ("step", "n_updates", "episode", "train_from"))
-    losses = counters["losses"]
+    start_step, n_updates, episode, losses, train_from = counters.values()
     session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario))  # logs, checkpoints, Ctrl-C
     eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
     evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents, device=device), args.eval_episodes)
@@ -590,11 +584,8 @@ def main(args: Args, checkpoint: dict | None = None):
 
         # ALGO LOGIC: training
         if global_step >= max(args.learning_starts, train_from) and global_step % args.train_frequency == 0:
-            losses = update(agents, optimizer, buffer.sample(args.batch_size), temperature(args, n_updates), args)
+            losses = update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
             n_updates += 1
-            if n_updates % args.target_update_interval == 0:
-                for agent in agents:
-                    polyak_update(agent, args.tau)
             if bad := [f"{k}/{names[i]}" for i, ls in losses.items() for k, v in ls.items() if not np.isfinite(v)]:
                 raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
