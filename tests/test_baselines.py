@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pr2_continuous as pr2
-from baselines import ddpg, ddpg_om, maddpg
+from baselines import common, ddpg, ddpg_om, maddpg
 from tests.helpers import final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
 from utils.logger import read_scalars
 
@@ -23,35 +23,35 @@ def losses_of(name):
 
 # ---------------------------------------------------------------- conventions shared with pr2_continuous.py
 @pytest.mark.parametrize("name", MODULES)
-def test_flags_and_per_env_defaults_are_pr2s(name):
+def test_flags_are_pr2s(name):
     """A user swaps scripts without relearning flags: every baseline flag exists in pr2_continuous.py with the same
-    default, and the per-env defaults (steps, batch, schedule, exploration) are the same."""
-    module = MODULES[name]
+    default."""
     pr2_defaults = {f.name: f.default for f in dataclasses.fields(pr2.Args)}
-    for field in dataclasses.fields(module.Args):
+    for field in dataclasses.fields(MODULES[name].Args):
         assert field.name in pr2_defaults, f"{name} has a flag --{field.name} that pr2_continuous.py lacks"
         if field.name != "exp_name":
             assert field.default == pr2_defaults[field.name], field.name
-    for env, defaults in module.ENV_DEFAULTS.items():  # per-policy PR2 defaults: PR2-AC's (a deterministic actor)
+    assert MODULES[name].Args().exp_name == name  # the run folder and checkpoint are named after the script
+
+
+def test_per_env_defaults_networks_exploration_and_action_mapping_are_pr2s():
+    """What baselines/common.py gives every baseline: PR2-AC's per-env defaults (steps, batch, schedule), network and
+    OU noise."""
+    for env, defaults in common.ENV_DEFAULTS.items():  # per-policy PR2 defaults: PR2-AC's (a deterministic actor)
         pr2_ac = {k: v["deterministic"] if isinstance(v, dict) else v for k, v in pr2.ENV_DEFAULTS[env].items()}
-        assert defaults == {key: pr2_ac[key] for key in defaults}, f"{name}'s {env} defaults drifted from PR2-AC's"
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_networks_exploration_and_action_mapping_are_pr2s(name):
-    module = MODULES[name]
+        assert defaults == {key: pr2_ac[key] for key in defaults}, f"baselines' {env} defaults drifted from PR2-AC's"
     torch.manual_seed(0)
     theirs = pr2.MLP([3, 2], 4, 16, squash=True)
     torch.manual_seed(0)
-    ours = module.MLP([3, 2], 4, 16, squash=True)
+    ours = common.MLP([3, 2], 4, 16, squash=True)
     x, y = torch.randn(5, 3), torch.randn(5, 2)
     assert torch.equal(theirs(x, y), ours(x, y))  # same layers, initialisation and first-layer sum
     np.random.seed(0)
     theirs = [pr2.OUNoise(2, 0.15, 0.3).sample().copy() for _ in range(3)]
     np.random.seed(0)
-    assert np.array_equal(theirs, [module.OUNoise(2, 0.15, 0.3).sample().copy() for _ in range(3)])
+    assert np.array_equal(theirs, [common.OUNoise(2, 0.15, 0.3).sample().copy() for _ in range(3)])
     # the [-1, 1] -> Box mapping and the schedule parser are the shared ones of utils/, not copies
-    assert module.to_env_action is pr2.to_env_action and module.run.parse_schedule is pr2.run.parse_schedule
+    assert common.to_env_action is pr2.to_env_action and common.run.parse_schedule is pr2.run.parse_schedule
 
 
 # ---------------------------------------------------------------- end to end
@@ -136,6 +136,32 @@ def test_bad_input_on_the_command_line_prints_one_line(tmp_path):
     )
 
 
+def test_the_shared_loop_calls_what_an_algorithm_plugs_in(tmp_path, monkeypatch):
+    """common.train knows no algorithm: it fills the algorithm's buffer class, calls its update once every
+    --train-frequency steps from --learning-starts on, logs what update returns, and stops on its check_env."""
+    calls = []
+
+    class Buffer(common.ReplayBuffer):
+        pass
+
+    def update(agents, optimizer, buffer, n_updates, args):
+        calls.append((type(buffer), buffer.size, n_updates))
+        return {i: dict(stub_loss=float(n_updates)) for i in range(len(agents))}
+
+    def refuse(names, args):
+        raise ValueError(f"the stub plays no {len(names)}-agent game")
+
+    stub = common.Algorithm("stub.py", ddpg.build_agents, update, buffer=Buffer)
+    args = ddpg.Args(env="differential", total_timesteps=20, learning_starts=10, train_frequency=3, eval_episodes=0)
+    monkeypatch.chdir(tmp_path)
+    common.train(stub, dataclasses.replace(args, log_every=10))
+    assert calls == [(Buffer, 13, 1), (Buffer, 16, 2), (Buffer, 19, 3)]  # at steps 12, 15, 18, after their add
+    assert read_scalars(str(the_run_dir(tmp_path)))["losses/stub_loss/agent_1"] == [(20, 3.0)]
+    with pytest.raises(SystemExit, match="^stub.py: error: the stub plays no 2-agent game$"):
+        common.train(dataclasses.replace(stub, check_env=refuse), args)
+    assert len(calls) == 3
+
+
 # ---------------------------------------------------------------- correctness, one check per algorithm
 OBS_DIMS, ACT_DIMS = [3, 4, 5], [2, 1, 2]
 
@@ -157,7 +183,7 @@ def random_batch(n=32, seed=0):
 
 def test_maddpg_critic_sees_every_agents_observation_and_action_and_ddpgs_does_not():
     torch.manual_seed(0)
-    args = maddpg.resolve_args(maddpg.Args())
+    args = common.resolve_args(maddpg.Args())
     batch = random_batch()
     agents = maddpg.build_agents(OBS_DIMS, ACT_DIMS, 16)
     independent = ddpg.build_agents(OBS_DIMS, ACT_DIMS, 16)

@@ -186,7 +186,8 @@ def test_discrete_bad_flags_stop_before_training(tmp_path, monkeypatch, flags, m
 
 
 @pytest.mark.parametrize(
-    "script", ["pr2_discrete.py", "baselines/maddpg.py", "baselines/ddpg.py", "baselines/ddpg_om.py"]
+    "script",
+    ["pr2_discrete.py", "baselines/common.py", "baselines/maddpg.py", "baselines/ddpg.py", "baselines/ddpg_om.py"],
 )
 def test_every_flag_has_a_docstring(script):
     assert undocumented_args(script) == []
