@@ -1,6 +1,10 @@
 """Pieces shared by the benchmark scripts: resumable runs of a script in its own folder, reading a run back, the
-differential game's learning path and its landscape picture, and the software versions for the record."""
+differential game's learning path and its landscape picture, what a checkpoint's learned critics and opponent models
+say about the differential game, and the software versions for the record."""
 
+import argparse
+import concurrent.futures
+import dataclasses
 import json
 import os
 import platform
@@ -11,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -18,6 +23,7 @@ if str(ROOT) not in sys.path:
 from utils.envs import ACTION_SCALE, differential_reward  # noqa: E402
 
 SUCCESS_RADIUS = 1.0  # env units from the differential game's global optimum (5, 5)
+GLOBAL, LOCAL = 5.0, -5.0  # every agent's own action at the differential game's global and local optimum, env units
 
 
 # ---------------------------------------------------------------- runs
@@ -70,6 +76,51 @@ def save_result(folder: Path, result: dict):
     os.replace(tmp, folder / "result.json")
 
 
+def parse_config(text: str) -> tuple[str, str, list[str]]:
+    """A benchmark configuration 'label=script.py:flag,flag,...' -> (label, script, [flag, ...])."""
+    label, _, rest = text.partition("=")
+    script, _, flags = rest.partition(":")
+    if not label or not script.endswith(".py"):
+        raise SystemExit(f"error: config {text!r} is not 'label=script.py:flag,flag,...'")
+    return label, script, [flag for flag in flags.split(",") if flag]
+
+
+def differential_command(script: str, scenario: str, seed: int, flags: list[str]) -> list[str]:
+    """The command of one differential-game run: checkpoint at the end, one evaluation episode, one thread."""
+    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario]
+    return command + ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
+
+
+def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
+    """Train `command` in `folder` unless that command finished training there already (timing.json, written after
+    training and naming its command; an interrupted or different run starts again from scratch). Returns the run's
+    TensorBoard folder and its {wall_time, cpu_time}."""
+    timing_path, shown = folder / "timing.json", display_command(command)
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    if timing.pop("command", None) != shown:
+        prepare(folder)
+        timing_path.unlink(missing_ok=True)
+        outcome = execute(command, str(folder))
+        finish(folder, command, outcome)
+        timing = {key: outcome[key] for key in ("wall_time", "cpu_time")}
+        timing_path.write_text(json.dumps(dict(timing, command=shown)))
+    return next(path for path in (folder / "runs").iterdir() if path.is_dir()), timing
+
+
+def run_parallel(function, jobs: list[tuple], workers: int):
+    """function(*job) for every job (label, ..., seed), `workers` at a time (threads: each run is its own process).
+    Yields (job, result) as they finish; a job that raises is reported and yields (job, None), the others go on."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = {pool.submit(function, *job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
+            try:
+                yield job, future.result()
+            except Exception as error:  # rerunning the benchmark resumes: finished runs are not redone
+                print(f"{job[0]} seed {job[-1]} failed: {error}", flush=True)
+                yield job, None
+
+
 def display_command(command: list[str]) -> str:
     """`python <script relative to the repository> <flags>`, for tables."""
     script = Path(command[1])
@@ -113,22 +164,29 @@ def differential_outcome(path: list, scenario: str) -> dict:
     )
 
 
-def draw_paths(results: dict, formula: str, path: Path, title: str):
-    """The reward landscape with every seed's learning path, one panel per label: {label: [result, ...]} where each
-    result has 'path' and 'success'. White paths end at the global optimum, red ones elsewhere."""
+def panels(count: int, size: tuple[float, float], max_cols: int = 4):
+    """A figure of `count` panels, at most `max_cols` a row, each `size` inches: (pyplot, figure, axes [rows, cols])
+    with the panels beyond `count` hidden. Matplotlib draws off-screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    n_cols = min(count, max_cols)
+    n_rows = -(-count // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    return plt, fig, axes
+
+
+def draw_paths(results: dict, formula: str, path: Path, title: str):
+    """The reward landscape with every seed's learning path, one panel per label: {label: [result, ...]} where each
+    result has 'path' and 'success'. White paths end at the global optimum, red ones elsewhere."""
     grid = np.linspace(-10, 10, 401)
     formula, n_agents = split_formula(formula)  # with more agents: the slice where the others play 5
     landscape = differential_reward(grid[None, :], grid[:, None], formula, [5.0] * (n_agents - 2))
-    n_cols = min(len(results), 4)
-    n_rows = -(-len(results) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.2 * n_cols, 5 * n_rows), squeeze=False)
-    for ax in axes.flat[len(results) :]:
-        ax.axis("off")
+    plt, fig, axes = panels(len(results), (5.2, 5))
     for ax, (label, rows) in zip(axes.flat, results.items()):
         contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")
         for r in sorted(rows, key=lambda r: r["seed"]):
@@ -144,3 +202,79 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
     fig.suptitle(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- what a checkpoint learned on the differential game
+GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for critic_maximum (9 with more agents)
+
+
+def load_agents(checkpoint_path: Path, script: str = "pr2_continuous.py") -> torch.nn.ModuleList | None:
+    """The agents of a checkpoint of `script`, pr2_continuous.py or baselines/maddpg.py, built as the script builds
+    them from the checkpoint's own flags and sizes; None for any other script's (or a non-PR2 checkpoint)."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    saved, act_dims = checkpoint.get("args", {}), checkpoint.get("act_dims", [])
+    obs_dims = checkpoint.get("obs_dims", [1] * len(act_dims))
+    if Path(script).name == "pr2_continuous.py" and "policy" in saved and "agents" in checkpoint:
+        import pr2_continuous
+
+        known = {field.name for field in dataclasses.fields(pr2_continuous.Args)}  # flags a newer script dropped
+        flags = pr2_continuous.Args(**{key: value for key, value in saved.items() if key in known})
+        agents = pr2_continuous.build_agents(obs_dims, act_dims, checkpoint.get("state_dim", 0), flags)
+    elif Path(script).name == "maddpg.py" and "agents" in checkpoint:
+        from baselines import maddpg
+
+        agents = maddpg.build_agents(obs_dims, act_dims, saved["hidden_size"])
+    else:
+        return None
+    agents.load_state_dict(checkpoint["agents"])
+    return agents.eval()
+
+
+def critic_of(agent: torch.nn.Module, i: int):
+    """Agent i's learned value of the joint action at the differential game's one state (observations 0), as a
+    function of joint actions [N, n] in [-1, 1] -> [N]: PR2's joint critic Q^i(s, a^i, a^-i) (a^-i: the others in
+    agent order) or MADDPG's centralised critic Q^i(x, a¹, ..., aⁿ). One action dimension per agent."""
+    if hasattr(agent, "joint_critic"):
+        state = torch.zeros(1, agent.joint_critic.input_layers[0].in_features)
+        others = lambda joint: torch.cat([joint[:, :i], joint[:, i + 1 :]], 1)  # noqa: E731
+        return lambda joint: agent.joint_critic(state, joint[:, i : i + 1], others(joint)).squeeze(-1)
+    state = torch.zeros(1, agent.critic.input_layers[0].in_features)
+    return lambda joint: agent.critic(state, joint).squeeze(-1)
+
+
+@torch.no_grad()
+def critic_maximum(q, n_agents: int, points: int | None = None, chunk: int = 65_536) -> dict:
+    """Where a critic q (joint actions [N, n] in [-1, 1] -> [N], e.g. critic_of) peaks on a grid of `points` actions
+    per agent spanning [-10, 10] (default GRID_POINTS): {argmax: that joint action in env units, q_max: q there,
+    q_optimum: q at the global optimum (5, ..., 5)}."""
+    points = points or GRID_POINTS.get(n_agents, 9)
+    grid = torch.cartesian_prod(*[torch.linspace(-1, 1, points)] * n_agents).reshape(-1, n_agents)
+    values = torch.cat([q(block) for block in grid.split(chunk)])
+    k = int(values.argmax())
+    optimum = float(q(torch.full((1, n_agents), GLOBAL / ACTION_SCALE))[0])
+    return dict(argmax=[float(a) * ACTION_SCALE for a in grid[k]], q_max=float(values[k]), q_optimum=optimum)
+
+
+def opponent_model_view(agent: torch.nn.Module, alphas=(20.0, 0.5), n_samples: int = 4096) -> dict:
+    """What a PR2 agent's opponent model ρ contributes at the differential game's one state.
+
+    response: [at own action +5, at -5], each ρ's mean prediction of the other agents' actions (env units, in agent
+    order) given that own action. gap: {'rho@20': ..., 'uniform@0.5': ...}, Q^i(s, +5) - Q^i(s, -5), the soft values
+    α·log E_b exp(Q^i(s, a, b)/α) of the two optima's own actions under the learned joint critic (pr2_continuous's
+    soft_marginal), with b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (the soft policy's
+    start and end values on this game). Its own fixed seed: the same numbers on every read."""
+    import pr2_continuous
+
+    state = torch.zeros(2, agent.joint_critic.input_layers[0].in_features)
+    own = torch.tensor([GLOBAL, LOCAL]).reshape(2, 1, 1) / ACTION_SCALE  # [2 actions, 1 candidate, 1]
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        noise = torch.randn(2, 1, n_samples, agent.opp_dim)
+        response = agent.opponent_model(state[:, None, None], own[:, :, None], noise).mean((1, 2)) * ACTION_SCALE
+        gap = {}
+        for marginal in ("rho", "uniform"):
+            flags = argparse.Namespace(soft_marginal=marginal, marginal_particles=n_samples)
+            for alpha in alphas:
+                value = pr2_continuous.soft_marginal(agent, state, own, alpha, flags)[:, 0]
+                gap[f"{marginal}@{alpha:g}"] = float(value[0] - value[1])
+    return dict(response=response.tolist(), gap=gap)

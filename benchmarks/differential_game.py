@@ -13,34 +13,34 @@ seed's learning path (the noise-free joint action over training):
 A configuration is `label=script:flag,flag,...` (flags comma-separated, as the script takes them).
 """
 
-import argparse
-import concurrent.futures
-import json
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import common  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    ROOT,
     SUCCESS_RADIUS,
+    critic_of,
+    differential_command,
     differential_outcome,
     display_command,
     draw_paths,
-    execute,
-    finish,
     learning_path,
+    load_agents,
     load_result,
-    prepare,
+    opponent_model_view,
+    parse_config,
+    run_parallel,
     save_result,
+    train_once,
     versions,
 )
-from utils.envs import ACTION_SCALE  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
 
@@ -62,44 +62,14 @@ class Args:
     """where the runs go (logs, checkpoints, result.json); git-ignored"""
 
 
-def parse_config(text: str) -> tuple[str, str, list[str]]:
-    label, _, rest = text.partition("=")
-    script, _, flags = rest.partition(":")
-    if not label or not script.endswith(".py"):
-        raise SystemExit(f"error: config {text!r} is not 'label=script.py:flag,flag,...'")
-    return label, script, [flag for flag in flags.split(",") if flag]
-
-
-def load_two_agents(checkpoint_path: Path) -> torch.nn.ModuleList | None:
-    """The two PR2Agents of a two-agent pr2_continuous.py checkpoint on the differential game; None for any other."""
-    checkpoint = torch.load(checkpoint_path, weights_only=True)
-    if "agents" not in checkpoint or "policy" not in checkpoint["args"] or len(checkpoint.get("act_dims", [1, 1])) != 2:
-        return None
-    import pr2_continuous
-
-    hidden, stochastic = checkpoint["args"]["hidden_size"], checkpoint["args"]["policy"] == "soft"
-    agents = torch.nn.ModuleList(pr2_continuous.PR2Agent(1, 1, 1, hidden, stochastic) for _ in range(2))
-    agents.load_state_dict(checkpoint["agents"])
-    return agents
-
-
-def critic_maximum(checkpoint_path: Path) -> list[tuple[float, float, float]]:
-    """Each agent's joint critic Q^i(s, a^i, a^-i) on a 201x201 grid of env actions: (a^1, a^2, Q) at its maximum."""
-    agents = load_two_agents(checkpoint_path)
-    if agents is None:
+def critic_maximum(checkpoint_path: Path, script: str = "pr2_continuous.py") -> list[tuple[float, float, float]]:
+    """Each agent's learned critic of a two-agent PR2 or MADDPG checkpoint on a 201x201 grid of env actions: (a¹, a², Q)
+    at its maximum; [] for another script's or more agents."""
+    agents = load_agents(checkpoint_path, script)
+    if agents is None or len(agents) != 2:
         return []
-    grid = torch.linspace(-1, 1, 201)
-    own, other = torch.meshgrid(grid, grid, indexing="ij")
-    maxima = []
-    with torch.no_grad():
-        for i, agent in enumerate(agents):
-            obs = torch.zeros(own.numel(), 1)
-            q = agent.joint_critic(obs, own.reshape(-1, 1), other.reshape(-1, 1)).reshape(own.shape)
-            k = int(q.argmax())
-            a_own, a_other = float(own.flatten()[k]) * ACTION_SCALE, float(other.flatten()[k]) * ACTION_SCALE
-            joint = (a_own, a_other) if i == 0 else (a_other, a_own)
-            maxima.append((*joint, float(q.max())))
-    return maxima
+    maxima = [common.critic_maximum(critic_of(agent, i), 2) for i, agent in enumerate(agents)]
+    return [(*peak["argmax"], peak["q_max"]) for peak in maxima]
 
 
 def value_of_own_action(checkpoint_path: Path, alphas=(20.0, 0.5), n_samples: int = 4096) -> dict:
@@ -107,28 +77,13 @@ def value_of_own_action(checkpoint_path: Path, alphas=(20.0, 0.5), n_samples: in
 
     response: ρ's mean prediction of the partner's action (env units) given own action +5 and -5.
     gap: Q^0(s, +5) - Q^0(s, -5), the soft values of the two optima's own actions, α·log E_b exp(Q(s, a, b)/α), with
-    b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (the soft policy's start and end values).
+    b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (common.opponent_model_view).
     """
-    agents = load_two_agents(checkpoint_path)
-    if agents is None:
+    agents = load_agents(checkpoint_path)
+    if agents is None or len(agents) != 2:
         return {}
-    import pr2_continuous
-
-    agent, obs = agents[0], torch.zeros(1, 1)
-    own = torch.tensor([[[5.0 / ACTION_SCALE]], [[-5.0 / ACTION_SCALE]]])  # [2 actions, 1 candidate, 1]
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    with torch.no_grad():
-        noise = torch.randn(2, 1, n_samples, 1)
-        response = agent.opponent_model(obs.expand(2, 1)[:, None, None], own[:, :, None], noise).mean((1, 2, 3))
-        gap = {}
-        for marginal in ("rho", "uniform"):
-            flags = argparse.Namespace(soft_marginal=marginal, marginal_particles=n_samples)
-            for alpha in alphas:
-                value = pr2_continuous.soft_marginal(agent, obs.expand(2, 1), own, alpha, flags).squeeze(-1)
-                gap[f"{marginal}@{alpha:g}"] = float(value[0] - value[1])
-    torch.random.set_rng_state(generator_state)
-    return dict(response=[float(r) * ACTION_SCALE for r in response], gap=gap)
+    view = opponent_model_view(agents[0], alphas, n_samples)
+    return dict(response=[response[0] for response in view["response"]], gap=view["gap"])
 
 
 def run_folder(args: Args, label: str, seed: int) -> Path:
@@ -137,18 +92,11 @@ def run_folder(args: Args, label: str, seed: int) -> Path:
 
 def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) -> dict:
     folder = run_folder(args, label, seed)
-    result = load_result(folder)
+    command = differential_command(script, args.formula, seed, flags)
+    result = load_result(folder, display_command(command))  # a run is redone only if its command changed
     if result is not None:
         return result
-    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", args.formula]
-    command += ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
-    timing = folder / "timing.json"  # written when training finished: only the summary below is left to do
-    if not timing.exists():
-        prepare(folder)  # a run that was interrupted starts again from scratch
-        outcome = execute(command, str(folder))
-        finish(folder, command, outcome)
-        timing.write_text(json.dumps({key: outcome[key] for key in ("wall_time", "cpu_time")}))
-    run_dir = next(path for path in (folder / "runs").iterdir() if path.is_dir())
+    run_dir, timing = train_once(folder, command)
     scalars = read_scalars(str(run_dir))
     path = learning_path(scalars)
     result = dict(
@@ -156,9 +104,9 @@ def run_one(label: str, script: str, flags: list[str], seed: int, args: Args) ->
         seed=seed,
         command=display_command(command),
         **differential_outcome(path, args.formula),
-        critic_max=critic_maximum(next(run_dir.glob("*.pt"))),
+        critic_max=critic_maximum(next(run_dir.glob("*.pt")), script),
         own_action_value=value_of_own_action(next(run_dir.glob("*.pt"))),
-        **json.loads(timing.read_text()),
+        **timing,
         sps=scalars["charts/SPS"][-1][1],
         path=path,
     )
@@ -174,7 +122,8 @@ def write_table(results: dict, args: Args, path: Path, picture: Path):
         f"Command: `python benchmarks/differential_game.py {' '.join(sys.argv[1:])}`  ",
         f"Software: {versions()}. Each run on one thread, {args.workers} runs at a time.  ",
         f"Success: final noise-free joint action within {SUCCESS_RADIUS:g} env unit of the global optimum (5, 5).  ",
-        "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) peaks on a 201×201 grid, and its value.  ",
+        "Critic max: where each agent's learned joint critic Q^i(s, a¹, a²) (PR2's; MADDPG's centralised one) peaks "
+        "on a 201×201 grid, and its value.  ",
         "CPU time: user + system time of the run's process (wall time grows when other processes share the cores).",
         "",
         f"![learning paths]({picture.name})",
@@ -245,14 +194,8 @@ def main(args: Args):
     configs = [parse_config(text) for text in args.configs]
     jobs = [(label, script, flags, seed) for label, script, flags in configs for seed in args.seeds]
     results = {label: [] for label, _, _ in configs}
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_one, *job, args): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as error:  # report, keep the other runs going; rerunning resumes
-                print(f"{futures[future][0]} seed {futures[future][3]} failed: {error}", flush=True)
-                continue
+    for _, result in run_parallel(partial(run_one, args=args), jobs, args.workers):
+        if result is not None:
             results[result["label"]].append(result)
             print(f"{result['label']} seed {result['seed']}: {result['final_action']} success={result['success']}")
     for label, rows in results.items():  # added to runs finished before this diagnostic existed
