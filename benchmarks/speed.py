@@ -1,12 +1,14 @@
 """Speed benchmark: gradient steps per second of pr2_continuous.py's update, one process, one thread.
 
-    python benchmarks/speed.py                     # differential game and simple_spread, both policies
+    python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
+    python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
 
 Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
 `update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
-The rate is taken over the process's CPU time (one thread), which time-slicing with other processes does not
-inflate; wall-clock rates are listed too. Whole training runs are slower than this by the environment steps and
-logging (see charts/SPS in their logs).
+On the CPU the rate is taken over the process's CPU time (one thread), which time-slicing with other processes does
+not inflate; wall-clock rates are listed too. On the GPU the wall-clock rate is the measure (the GPU is synchronised
+before the clock stops; the CPU time is only the host's share). Whole training runs are slower than this by the
+environment steps and logging (see charts/SPS in their logs).
 """
 
 import platform
@@ -15,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -41,11 +44,13 @@ class Args:
     """timed gradient steps per repeat"""
     repeats: int = 3
     """repeats per configuration; the median is reported"""
-    out: str = "benchmarks/results/speed.md"
-    """where the markdown table goes"""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """where the networks and minibatches live: 'cuda' times the update on the GPU (needs one)"""
+    out: str | None = None
+    """where the markdown table goes (default: benchmarks/results/speed.md, speed_cuda.md with --device cuda)"""
 
 
-def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[float, float, int]:
+def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: str) -> tuple[float, float, int]:
     """(steps per CPU second, steps per wall-clock second, batch size) of one configuration."""
     torch.manual_seed(0)
     np.random.seed(0)
@@ -54,9 +59,9 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[f
     obs_dims = [env.observation_space(n).shape[0] for n in env.possible_agents]
     act_dims = [env.action_space(n).shape[0] for n in env.possible_agents]
     state_dim = global_state_dim(env) if args.critic_input == "state" else 0
-    agents = pr2.build_agents(obs_dims, act_dims, state_dim, args)
+    agents = pr2.build_agents(obs_dims, act_dims, state_dim, args).to(device)
     optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=3e-4, fused=True)
-    buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, "cpu", state_dim)
+    buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, device, state_dim)
     for _ in range(2_000):
         done = 1.0 if env_name == "differential" else 0.0
         buffer.add(
@@ -68,38 +73,51 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int) -> tuple[f
             np.random.randn(state_dim),
             np.random.randn(state_dim),
         )
-    for _ in range(10):  # warm-up
-        pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
+    # n_updates counts the gradient steps as training does: α's anneal and a Polyak update every
+    # --target-update-interval steps are part of what is timed
+    for n_updates in range(10):  # warm-up
+        pr2.update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
+    synchronise = torch.cuda.synchronize if device == "cuda" else lambda: None
+    synchronise()
     start, start_cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        pr2.update(agents, optimizer, buffer.sample(args.batch_size), args.alpha, args)
+    for n_updates in range(10, 10 + steps):
+        pr2.update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
+    synchronise()  # CUDA runs asynchronously: the clock stops when the GPU has finished
     return steps / (time.process_time() - start_cpu), steps / (time.perf_counter() - start), args.batch_size
 
 
 def main(args: Args):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"speed.py: error: --device cuda, but torch {torch.__version__} finds no CUDA device")
     torch.set_num_threads(1)
     rows = []
     for config in args.configs:
         env_name, policy = config.split(":")
-        results = [gradient_steps_per_second(env_name, policy, args.steps) for _ in range(args.repeats)]
+        results = [gradient_steps_per_second(env_name, policy, args.steps, args.device) for _ in range(args.repeats)]
         rate, wall_rate = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
         batch = results[0][2]
-        rows.append(f"| {env_name} | {policy} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms | {wall_rate:.0f} |")
+        rows.append(
+            f"| {env_name} | {policy} | {args.device} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms | {wall_rate:.0f} |"
+        )
         print(rows[-1], flush=True)
+    machine = platform.processor() or platform.machine()
+    if args.device == "cuda":
+        machine += f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}); the wall-clock rate is the measure"
     lines = [
-        "# Gradient steps per second of `pr2_continuous.py` (one process, one thread)",
+        "# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)",
         "",
         f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
-        f"torch {torch.__version__}, Python {platform.python_version()}, {platform.processor() or platform.machine()}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}, {machine}; "
         f"median of {args.repeats} × {args.steps} steps. One gradient step updates every agent's four networks.",
         "",
-        "| env | policy | batch | gradient steps per CPU second | CPU time per step | per wall-clock second |",
-        "|---|---|---|---|---|---|",
+        "| env | policy | device | batch | gradient steps per CPU second | CPU time per step | per wall-clock second |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out or f"benchmarks/results/speed{'_cuda' * (args.device == 'cuda')}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

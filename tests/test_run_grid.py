@@ -1,5 +1,6 @@
-"""benchmarks/run_grid.py: the statistics on known numbers, and a tiny grid end to end: table rows, resuming without
-redoing runs, restarting an interrupted run cleanly, dispatching through a stub Ray and a real local Ray cluster."""
+"""benchmarks/run_grid.py: the statistics on known numbers, the like-for-like budget's runs, the issue's targets, and
+a tiny grid end to end: the evaluation headline read back from the logs, a partial report, resuming without redoing
+runs, restarting an interrupted run cleanly, dispatching through a stub Ray and a real local Ray cluster."""
 
 import contextlib
 import importlib.util
@@ -22,8 +23,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from benchmarks import run_grid
 from tests.helpers import ROOT, finite_scalars
+from utils.logger import read_scalars
 
-GRID = ["--budget", "smoke", "--algorithms", "maddpg", "ddpg", "--tasks", "simple_spread", "--seeds", "0", "1"]
+GRID = ["--budget", "smoke", "--tasks", "simple_spread", "--seeds", "0", "1"]
+SEES_STATE = (
+    "state s (all agents' observations) + all actions"  # the report's "critic sees" for PR2 with --critic-input state
+)
 
 
 # ---------------------------------------------------------------- statistics
@@ -45,6 +50,20 @@ def test_difference_is_welchs_t_interval():
     low, high = stats.ttest_ind(a, b, equal_var=False).confidence_interval()
     assert run_grid.difference(a, b) == f"{(low + high) / 2:+.2f} ± {(high - low) / 2:.2f}"
     assert run_grid.difference([1.0], [2.0, 3.0]) == "-1.50"  # one seed: no interval
+    assert run_grid.welch(a, b) == pytest.approx(((low + high) / 2, (high - low) / 2))
+    assert [
+        run_grid.significance(*interval) for interval in [(1.0, 0.5), (-1.0, 0.5), (0.3, 0.5), (2.0, math.nan)]
+    ] == [
+        1,
+        -1,
+        0,
+        0,
+    ]
+
+
+def test_the_headline_averages_the_last_three_evaluations():
+    assert run_grid.last_evaluations([(25, 1.0), (50, 2.0), (75, 3.0), (100, 10.0)]) == 5.0
+    assert run_grid.last_evaluations([(100, 4.0)]) == 4.0  # fewer evaluations: all of them
 
 
 def test_final_value_averages_the_last_tenth_of_training():
@@ -106,16 +125,42 @@ def run_dirs(work):
     return sorted(work.glob("grid_smoke/simple_spread/*/seed_*/runs/*"))
 
 
-def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_path):
+def table_rows(table: str, task: str) -> dict:
+    """{label: the row's cells} of a task in the report's results table (12 columns; the other tables have fewer)."""
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith(f"| {task} | ")]
+    return {cells[1]: cells for cells in rows if len(cells) == 12}
+
+
+def test_tiny_grid_reports_the_evaluation_headline_resumes_and_restarts_an_interrupted_run(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
-    flags = [*GRID, "--work-dir", str(work), "--out-dir", str(out), "--workers", "2"]
+    where = ["--work-dir", str(work), "--out-dir", str(out), "--workers", "2"]
+    flags = [*GRID, "--algorithms", "pr2_soft", "maddpg", *where]
     assert "4 runs: 0 already done, 4 to run" in run_grid_ok(*flags, cwd=tmp_path)
     table = (out / "grid_smoke.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| simple_spread |")]
-    assert [row.split(" | ")[1:3] for row in rows] == [["maddpg", "2"], ["ddpg", "2"]], rows
-    assert "--budget smoke --algorithms maddpg ddpg" in table and "torch " in table and "mpe2 1." in table
+    rows = table_rows(table, "simple_spread")
+    assert list(rows) == ["pr2_soft", "maddpg"], rows
+    assert "--budget smoke --tasks simple_spread" in table and "torch " in table and "mpe2 1." in table
     assert (out / "grid_smoke_simple_spread.png").stat().st_size > 10_000
-    assert "| simple_spread | maddpg | 2 | 150 |" in table
+
+    # the headline read back from the logs: each run's last three evaluations averaged, then mean ± CI over seeds;
+    # the training return beside it
+    evaluation, training = {}, {}
+    for label in rows:
+        logs = [read_scalars(str(run)) for run in run_dirs(work) if run.parents[2].name == label]
+        assert [[step for step, _ in log["eval/episodic_return"]] for log in logs] == [[25, 50, 75, 100, 125, 150]] * 2
+        evaluation[label] = [np.mean([value for _, value in log["eval/episodic_return"][-3:]]) for log in logs]
+        training[label] = [run_grid.final_value(log["charts/episodic_return"], 150) for log in logs]
+        every = [np.mean([value for _, value in log["eval/episodic_return"]]) for log in logs]
+        assert run_grid.fmt(every) != run_grid.fmt(evaluation[label])  # so that the next lines tell them apart
+    critics = {"pr2_soft": SEES_STATE, "maddpg": "all observations + all actions"}
+    for label, cells in rows.items():
+        assert cells[2:6] == [critics[label], "2/2", "150", f"**{run_grid.fmt(evaluation[label])}**"], cells
+        assert cells[7] == run_grid.fmt(training[label]), cells
+    assert rows["pr2_soft"][6] == run_grid.difference(evaluation["pr2_soft"], evaluation["maddpg"])
+    assert rows["maddpg"][6] == "–"
+    assert "2 episodes every 25 env steps and after training" in table and "at steps 100, 125, 150" in table
+    assert "The better PR2 variant is not chosen yet" in table
+    assert f"| **missed** ({rows['pr2_soft'][6]}) |" in table or f"| met ({rows['pr2_soft'][6]}) |" in table
 
     # a second invocation redoes nothing: the same run folders, untouched
     before = {path: path.stat().st_mtime_ns for path in run_dirs(work)}
@@ -126,14 +171,19 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     assert {path: path.stat().st_mtime_ns for path in results} == results
 
     # an interrupted run (no result.json, a half-written log) starts again from scratch; here through a stub Ray
-    interrupted = work / "grid_smoke/simple_spread/ddpg/seed_1"
+    interrupted = work / "grid_smoke/simple_spread/maddpg/seed_1"
     (interrupted / "result.json").unlink()
     stale = next((interrupted / "runs").iterdir())
     (stale / "half_written").write_text("x")
-    report_only = run_grid_ok(*flags, "--report-only", cwd=tmp_path)  # reports what is finished, starts nothing
-    assert "4 runs: 3 already done, 1 to run" in report_only and "1 unfinished run(s) left out" in report_only
+    # reports what is finished, starts nothing; rows say how many of their seeds are in (ddpg: none)
+    report_only = run_grid_ok(
+        *GRID, "--algorithms", "pr2_soft", "maddpg", "ddpg", *where, "--report-only", cwd=tmp_path
+    )
+    assert "6 runs: 3 already done, 3 to run" in report_only and "3 unfinished run(s) left out" in report_only
     assert (stale / "half_written").exists() and not (interrupted / "result.json").exists()
-    assert "| simple_spread | ddpg | 1 |" in (out / "grid_smoke.md").read_text()
+    partial = (out / "grid_smoke.md").read_text()
+    assert [cells[3] for cells in table_rows(partial, "simple_spread").values()] == ["2/2", "1/2", "0/2"]
+    assert "3 of 6 runs finished" in partial and "--report-only" not in partial
     (tmp_path / "stub" / "ray").mkdir(parents=True)
     (tmp_path / "stub" / "ray" / "__init__.py").write_text(RAY_STUB)
     stub_env = dict(PYTHONPATH=str(tmp_path / "stub"), RAY_STUB_LOG=str(tmp_path / "ray.log"))
@@ -143,8 +193,8 @@ def test_tiny_grid_writes_the_table_resumes_and_restarts_an_interrupted_run(tmp_
     assert call["address"] == "ray://head:10001"
     assert not stale.exists() and len(list((interrupted / "runs").iterdir())) == 1
     assert (interrupted / "result.json").exists()
-    assert {path: mtime for path, mtime in before.items() if "ddpg/seed_1" not in str(path)} == {
-        path: path.stat().st_mtime_ns for path in before if "ddpg/seed_1" not in str(path)
+    assert {path: mtime for path, mtime in before.items() if "maddpg/seed_1" not in str(path)} == {
+        path: path.stat().st_mtime_ns for path in before if "maddpg/seed_1" not in str(path)
     }
 
 
@@ -218,9 +268,9 @@ def test_a_smoke_grid_runs_on_a_real_local_ray_cluster(tmp_path, ray_head):
         assert checkpoint["args"]["total_timesteps"] == 150 and checkpoint["args"]["exp_name"] == label
         result = json.loads((run.parents[1] / "result.json").read_text())
         assert (result["task"], result["label"], result["seed"]) == ("simple_spread", label, 0)
-        assert math.isfinite(result["final_return"])
+        assert math.isfinite(result["final_return"]) and math.isfinite(result["final_eval"])
         assert result["curve"] == [list(point) for point in scalars["charts/episodic_return"]]
-        assert f"| simple_spread | {label} | 1 | 150 |" in table
+        assert table_rows(table, "simple_spread")[label][3:5] == ["1/1", "150"]
 
 
 def test_cross_play_is_cached_per_checkpoint_pair_and_redone_for_a_redone_run(tmp_path, monkeypatch):
@@ -253,30 +303,104 @@ def test_unknown_names_and_a_missing_ray_stop_before_anything_runs(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_speed_and_targets_are_judged_from_the_runs():
+def test_the_like_for_like_budget_is_the_default_and_runs_what_the_issue_asks():
+    args = run_grid.Args(name="grid")
+    assert args.budget == "like_for_like"
+    jobs = run_grid.make_jobs(args, run_grid.BUDGETS[args.budget])
+    seeds = {}
+    for job in jobs:
+        seeds.setdefault((job.task, job.algorithm.label), []).append(job.seed)
+    five, three = [0, 1, 2, 3, 4], [0, 1, 2]
+    expected = {(task, label): five for task in run_grid.PARTICLE for label in ("pr2_soft", "pr2_ac", "maddpg")}
+    expected |= {("simple_spread", "ddpg"): five, ("simple_spread", "ddpg_om"): five}
+    expected |= {(task, label): three for task in run_grid.PARTICLE for label in ("pr2_soft_own", "pr2_soft_uniform")}
+    assert seeds == expected and len(jobs) == 94
+    # seed by seed over every task: a grid stopped half way has every task's first seeds
+    assert [job.seed for job in jobs] == sorted(job.seed for job in jobs)
+    for job in jobs:
+        words = list(job.command)
+
+        def flag(name, words=words):
+            return words[words.index(name) + 1] if name in words else None
+
+        assert (flag("--eval-every"), flag("--eval-episodes"), flag("--seed")) == ("5000", "10", str(job.seed))
+        assert not {"--total-timesteps", "--learning-starts", "--train-frequency", "--batch-size"} & set(words)
+        if job.algorithm.script == "pr2_continuous.py":
+            label = job.algorithm.label
+            assert flag("--policy") == ("deterministic" if label == "pr2_ac" else "soft"), words
+            assert flag("--critic-input") == ("own" if label == "pr2_soft_own" else "state"), words
+            assert flag("--soft-marginal") == ("uniform" if label == "pr2_soft_uniform" else None), words
+
+
+def test_a_report_with_no_finished_run_lists_every_row_it_waits_for(tmp_path):
+    run_grid.main(run_grid.Args(report_only=True, work_dir=str(tmp_path), out_dir=str(tmp_path / "out")), [])
+    report = (tmp_path / "out" / "grid_like_for_like.md").read_text()
+    assert "0 of 94 runs finished" in report and "Evaluation: no run has finished yet" in report
+    tag = table_rows(report, "simple_tag")
+    assert list(tag) == ["pr2_soft", "pr2_ac", "maddpg", "pr2_soft_own", "pr2_soft_uniform"]
+    assert [cells[2:4] for cells in tag.values()] == [
+        [SEES_STATE, "0/5"],
+        [SEES_STATE, "0/5"],
+        ["all observations + all actions", "0/5"],
+        ["own observation + all actions", "0/3"],
+        [SEES_STATE, "0/3"],
+    ]
+    assert "own observation + own action" in table_rows(report, "simple_spread")["ddpg"][2]
+
+
+def test_speed_ablations_and_targets_are_judged_from_the_runs():
     def run(label, sps, final):
         schedule = dict(total_timesteps=100, learning_starts=10, train_frequency=1, batch_size=8)
-        return dict(label=label, train_sps=sps, final_return=final, schedule=schedule)
+        return dict(label=label, train_sps=sps, final_eval=final, schedule=schedule)
 
     results = {
+        ("simple_spread", "pr2_soft"): {0: run("pr2_soft", 30.0, -24.5), 1: run("pr2_soft", 30.0, -23.5)},
         ("simple_spread", "pr2_ac"): {0: run("pr2_ac", 40.0, -20.0), 1: run("pr2_ac", 60.0, -22.0)},
         ("simple_spread", "maddpg"): {0: run("maddpg", 100.0, -25.0), 1: run("maddpg", 100.0, -23.0)},
+        # an ablation on fewer seeds is compared on the seeds both have
+        ("simple_spread", "pr2_soft_own"): {1: run("pr2_soft_own", 30.0, -30.0)},
     }
     speed = "\n".join(run_grid.speed_section(results))
     assert "| simple_spread | pr2_ac / maddpg | 50 ± 127 | 100 ± 0 | 0.50 | yes |" in speed
-    targets = "\n".join(run_grid.targets_section(results, {}))
-    assert "pr2_ac's final return ≥ maddpg's (-21.00 vs -24.00, difference +3.00 ± 6.08) | met |" in targets
-    assert "pr2_ac training SPS ≥ 0.5 × maddpg's (0.50×) | met |" in targets
-    crossed = {  # PR2 good agents lose 1 to MADDPG adversaries, in both seeds, compared with MADDPG good agents
-        ("simple_tag", "pr2_ac", "maddpg"): [dict(good=-6.0, adversary=6.0), dict(good=-4.0, adversary=4.0)],
-        ("simple_tag", "maddpg", "maddpg"): [dict(good=-5.0, adversary=5.0), dict(good=-3.0, adversary=3.0)],
+    ablations = "\n".join(run_grid.ablation_section(results))
+    assert "| simple_spread | the state | pr2_soft_own | [1] | -23.50 | -30.00 | +6.50 |" in ablations
+
+    # cross-play: pr2_soft's good agents score 10 more than maddpg's against maddpg's adversaries on every task,
+    # its adversaries as much as maddpg's; pr2_ac's good agents score 10 less, on simple_tag only
+    reference = [dict(seed=seed, good=-5.0 + seed, adversary=5.0 - seed) for seed in range(3)]
+    shifted = lambda by: [dict(r, good=r["good"] + by) for r in reference]  # noqa: E731
+    crossed = {}
+    for task in run_grid.ADVERSARIAL:
+        crossed |= {(task, "maddpg", "maddpg"): reference, (task, "pr2_soft", "maddpg"): shifted(10.0)}
+        crossed |= {(task, "maddpg", "pr2_soft"): reference}
+    crossed[("simple_tag", "pr2_ac", "maddpg")] = shifted(-10.0)
+    targets = "\n".join(run_grid.targets_section(results, crossed))
+    assert "**The better PR2 variant is pr2_ac**" in targets and "(pr2_soft -24.00 vs pr2_ac -21.00)" in targets
+    plus, zero, minus = (run_grid.difference([-5 + s + by for s in range(3)], [-5, -4, -3]) for by in (10, 0, -10))
+    goal = run_grid.GOALS
+    soft = run_grid.difference([-24.5, -23.5], [-25, -23])
+    assert f"| {goal['simple_spread']} | met ({soft}) | met (+3.00 ± 6.08) |" in targets, targets
+    assert f"| {goal['its aim']} | **missed** | **missed** |" in targets
+    negative = "**missed** (1 significantly negative, 1 of 6 measured)"
+    assert f"| {goal['adversarial']} | met (0 significantly negative) | {negative} |" in targets
+    assert f"| {goal['their aim']} | met (3 significantly positive) | **missed** (0 significantly" in targets
+    tag = f"| {plus} (significantly positive) | {minus} (significantly negative) |"
+    assert f"| cross-play simple_tag, good agents {tag}" in targets
+    assert f"| cross-play simple_push, adversaries | {zero} (not significant) | not measured |" in targets
+    assert "Its targets: simple_spread met (+3.00 ± 6.08); its aim **missed**; adversarial **missed**" in targets
+
+    # cross-play pairs seeds by seed, not by position: pr2_ac has only seed 1 here
+    partial = {
+        ("simple_tag", "pr2_ac", "maddpg"): [dict(seed=1, good=-4.0, adversary=4.0)],
+        ("simple_tag", "maddpg", "maddpg"): [
+            dict(seed=0, good=-5.0, adversary=5.0),
+            dict(seed=1, good=-3.0, adversary=3.0),
+        ],
     }
-    assert run_grid.verdicts(crossed) == [("simple_tag", "pr2_ac", "maddpg", "good", [-1.0, -1.0])]
-    assert (
-        "simple_tag: pr2_ac good agents vs maddpg score ≥ maddpg good agents (difference -1.00 ± 0.00) | **missed**"
-        in ("\n".join(run_grid.targets_section({}, crossed)))
+    assert run_grid.verdicts(partial) == [("simple_tag", "pr2_ac", "maddpg", "good", [-4.0], [-3.0])]
+    assert "| cross-play simple_tag, good agents | not measured | -1.00 (one seed, no interval) |" in "\n".join(
+        run_grid.targets_section({}, partial)
     )
-    assert np.isnan(run_grid.mean_ci([1.0])[1])
 
 
 def test_smoothing_is_a_trailing_moving_average():
