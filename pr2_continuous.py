@@ -33,7 +33,7 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     total_timesteps: int | None = None
     """environment steps (default: differential 6,000 soft, 16,000 deterministic (the original code's); 100,000)"""
     learning_starts: int | None = None
-    """environment steps before the first gradient step (default: 1,000 differential; 5,000 otherwise)"""
+    """environment steps before the first gradient step (default: differential 100 soft, 1,000 deterministic; 5,000)"""
     train_frequency: int | None = None
     """environment steps per gradient step (default: 1 differential; 4 otherwise)"""
     batch_size: int | None = None
@@ -43,7 +43,7 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     gamma: float | None = None
     """discount factor (default: 0.99 differential, where it has no effect; 0.95 otherwise)"""
     learning_rate: float | None = None
-    """Adam learning rate of every network (default: 3e-4 differential, the original code's; 1e-3 otherwise)"""
+    """Adam learning rate of every network (default: 1e-3; 3e-4 for the deterministic one on the differential game)"""
     tau: float = 0.01
     """Polyak rate of the target networks"""
     target_update_interval: int = 5
@@ -65,8 +65,8 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed
     (default: 0.5, the paper's; 0.1 for the soft policy outside the differential game, whose rewards are smaller)"""
     alpha_start: float | None = None
-    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default: 40 × --alpha
-    with the soft policy; --alpha, i.e. no annealing, with the deterministic one)"""
+    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default with the soft
+    policy: 50 differential, 40 × --alpha otherwise; --alpha, i.e. no annealing, with the deterministic one)"""
     anneal_steps: int = 3_000
     """gradient steps over which α goes from --alpha-start to --alpha"""
     soft_marginal: Literal["rho", "uniform"] = "rho"
@@ -74,6 +74,9 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     candidate own action (level-1 reasoning); 'uniform' draws them uniformly (the ablation without ρ)"""
     policy_particles: int = 8
     """soft policy: particles of π per state in its SVGD update, split like ρ's"""
+    rho_uniform_share: float | None = None
+    """soft policy: share of each minibatch's rows at which ρ is trained at a uniform own action in [-1, 1]^a instead
+    of at a policy sample, so that ρ knows the response where the policy could move (default: 0.5 differential; 0)"""
     marginal_particles: int = 4
     """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
     value_particles: int | None = None
@@ -98,16 +101,18 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     """environment steps between log entries"""
 
 
-# The differential game uses the original code's settings. Elsewhere (particle tasks, your envs) an update costs
-# ~(batch x particles) network passes per agent, so the defaults trade particles and update rate for speed on a CPU.
+# The differential game: the original code's settings, but for the soft policy's faster critic and broader start.
+# Elsewhere an update costs ~(batch x particles) network passes per agent: fewer particles and updates, for a CPU.
 ENV_DEFAULTS = {
-    "differential": dict(total_timesteps=dict(soft=6_000, deterministic=16_000), learning_starts=1_000,
-                         train_frequency=1, batch_size=64, gamma=0.99, learning_rate=3e-4, alpha=0.5,
-                         kernel_particles=32, value_particles=16, critic_input="own",
+    "differential": dict(total_timesteps=dict(soft=6_000, deterministic=16_000), train_frequency=1, batch_size=64,
+                         learning_starts=dict(soft=100, deterministic=1_000), learning_rate=dict(soft=1e-3,
+                         deterministic=3e-4), alpha_start=dict(soft=50.0, deterministic=None), gamma=0.99, alpha=0.5,
+                         kernel_particles=32, value_particles=16, critic_input="own", rho_uniform_share=0.5,
                          noise_schedule="0:1.0,1600:0.01,2666:0.001"),
     "other": dict(total_timesteps=100_000, learning_starts=5_000, train_frequency=4, batch_size=128, gamma=0.95,
                   learning_rate=1e-3, alpha=dict(soft=0.1, deterministic=0.5), kernel_particles=16, value_particles=8,
-                  noise_schedule="0:0.3,50000:0.1", critic_input=dict(soft="state", deterministic="own")),
+                  noise_schedule="0:0.3,50000:0.1", critic_input=dict(soft="state", deterministic="own"),
+                  rho_uniform_share=0.0),
 }  # fmt: skip
 
 
@@ -127,6 +132,7 @@ def resolve_args(args: Args) -> Args:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     problems = [
         (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
+        (not 0 <= args.rho_uniform_share <= 1, f"--rho-uniform-share must be in [0, 1], got {args.rho_uniform_share}"),
         (args.batch_size > args.buffer_size, f"--batch-size {args.batch_size} exceeds --buffer-size "
          f"{args.buffer_size}"),
         (not (0 <= args.gamma <= 1 and 0 < args.tau <= 1), f"need --gamma in [0, 1] and --tau in (0, 1]; got "
@@ -288,21 +294,16 @@ class ReplayBuffer:
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
 def soft_value(q_values, alpha: float):
-    """Eq. 11, α·log ∫ exp(Q/α) da^-i, taken relative to the uniform measure on [-1, 1]^d and estimated from M
-    samples b_k: α·log mean_k exp(Q_k/α). q_values [B, M] -> [B].
-
-    The original code also adds the log-volume d·log 2: a constant that only shifts every Q by α·d·log 2/(1 - γ),
-    and would shift it again each time α is annealed, so we leave it out (README, item 9).
-    """
+    """Eq. 11, α·log ∫ exp(Q/α) da^-i relative to the uniform measure on [-1, 1]^d, from M samples b_k:
+    α·log mean_k exp(Q_k/α), q_values [B, M] -> [B]. The original code also adds the log-volume d·log 2, a constant
+    that shifts every Q by α·d·log 2/(1 - γ), again each time α is annealed, so we leave it out (README, item 9)."""
     return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(q_values.shape[-1]))
 
 
 def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args):
-    """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target y.
-
-    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(o'^i), or a sample of
-    the soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q).
-    """
+    """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target
+    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(o'^i), or a sample of the
+    soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q)."""
     next_obs, own = batch["next_obs"][i], batch["actions"][i]
     state, next_state = batch["view"][i], batch["next_view"][i]
     opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
@@ -323,11 +324,9 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
 
 def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: Args):
     """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d.
-
     K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones; SVGD moves
     them before the tanh (amortised_svgd_loss), so the squashed samples x follow Eq. 12 itself. Returns (surrogate
-    loss, the fixed particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples).
-    """
+    loss, the fixed particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples)."""
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_opponents(state, own_action, n_fixed, raw=True)
@@ -398,8 +397,7 @@ def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
 
 def temperature(args: Args, n_updates: int) -> float:
     """α, annealed geometrically from --alpha-start to --alpha over --anneal-steps gradient steps."""
-    progress = min(n_updates / args.anneal_steps, 1.0)
-    return args.alpha_start * (args.alpha / args.alpha_start) ** progress
+    return args.alpha_start * (args.alpha / args.alpha_start) ** min(n_updates / args.anneal_steps, 1.0)
 
 
 @torch.no_grad()
@@ -416,9 +414,11 @@ def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
     for i, agent in enumerate(agents):
         obs, own, state = batch["obs"][i], batch["actions"][i], batch["view"][i]
         critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
-        if agent.stochastic:  # ρ is trained where the policy acts: at its own samples, not at old buffer actions
+        if agent.stochastic:  # ρ is trained at the policy's own samples (not old buffer actions) and at uniform ones
             pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, state, alpha, args)
-            rho_loss, _ = opponent_model_loss(agent, state, own_samples[:, 0], alpha, args)
+            n_uniform = int(args.rho_uniform_share * len(own))
+            rho_at = torch.cat([2 * torch.rand_like(own[:n_uniform]) - 1, own_samples[n_uniform:, 0]])
+            rho_loss, _ = opponent_model_loss(agent, state, rho_at, alpha, args)
         else:
             rho_loss, samples = opponent_model_loss(agent, state, own, alpha, args)
             pi_loss, pi_objective = actor_loss(agent, obs, state, samples[:, : args.value_particles], alpha, args)

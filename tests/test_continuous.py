@@ -183,6 +183,33 @@ def test_actor_surrogate_has_the_gradient_of_the_objective_and_leaves_the_critic
         assert torch.allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_rho_is_trained_at_uniform_own_actions_for_its_share_of_the_rows(share, monkeypatch):
+    """--rho-uniform-share p: update() trains ρ at uniform own actions in [-1, 1] on a share p of the rows, at the
+    policy's own samples on the rest (here a policy that always plays 0.9)."""
+    torch.manual_seed(0)
+    args = pr2.resolve_args(pr2.Args(env="differential", rho_uniform_share=share, batch_size=400))
+    agents = pr2.build_agents([1, 1], [1, 1], 0, args)
+    for agent in agents:
+        torch.nn.init.zeros_(agent.actor.body[-1].weight)
+        torch.nn.init.constant_(agent.actor.body[-1].bias, math.atanh(0.9))
+    trained_at, opponent_model_loss = [], pr2.opponent_model_loss
+    monkeypatch.setattr(pr2, "opponent_model_loss", lambda a, s, own, *rest: trained_at.append(own) or
+                        opponent_model_loss(a, s, own, *rest))  # fmt: skip
+    buffer = pr2.ReplayBuffer(500, [1, 1], [1, 1], "cpu")
+    for _ in range(500):
+        buffer.add([[0.0], [0.0]], [np.random.uniform(-1, 1, 1), np.random.uniform(-1, 1, 1)], [1.0, 1.0],
+                   [[0.0], [0.0]], [1.0, 1.0])  # fmt: skip
+    pr2.update(agents, torch.optim.Adam(agents.parameters()), buffer.sample(400), 0, args)
+    assert len(trained_at) == 2
+    for own in trained_at:
+        at_policy = (own - 0.9).abs().flatten() < 1e-6
+        assert own.shape == (400, 1) and at_policy.sum().item() == 400 - int(share * 400)
+        uniform = own.flatten()[~at_policy]
+        if share == 1.0:
+            assert uniform.abs().max() <= 1 and uniform.mean().abs() < 0.08 and abs(uniform.std() - 0.577) < 0.05
+
+
 # ---------------------------------------------------------------- end to end
 SMOKE = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16", "--log-every", "50"]
 
@@ -257,6 +284,7 @@ def make():
         (["--kernel-update-ratio", "0.1"], "--policy-particles 8 with --kernel-update-ratio 0.1 must leave >= 2"),
         (["--policy-particles", "2"], "--policy-particles 2 with --kernel-update-ratio 0.5 must leave >= 2 fixed"),
         (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
+        (["--rho-uniform-share", "1.5"], "--rho-uniform-share must be in [0, 1], got 1.5"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):
