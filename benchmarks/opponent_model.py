@@ -265,7 +265,7 @@ TRAIN_GAMES = ["paper", "paper_n3", "code_n3", "paper_leader"]
 CONFIGS = {
     "soft_rho": ("pr2_continuous.py:", "the soft policy with ρ, α annealed (pr2_continuous.py's defaults)"),
     "soft_uniform": ("pr2_continuous.py:--soft-marginal,uniform", "the soft policy with uniform opponent samples"),
-    "soft_no_anneal": ("pr2_continuous.py:--alpha-start,0.5", "the soft policy with ρ, α constant at its final 0.5"),
+    "soft_no_anneal": ("pr2_continuous.py:--alpha,0.5,--alpha-start,0.5", "the soft policy with ρ, α constant at 0.5"),
     "pr2_ac": ("pr2_continuous.py:--policy,deterministic", "the faithful PR2-AC (deterministic actor, OU noise)"),
     "maddpg": ("baselines/maddpg.py:", "MADDPG (centralised critics, no opponent model)"),
 }
