@@ -20,6 +20,7 @@ command changed, so an interrupted benchmark resumes where it stopped. Per seed:
 whether it is the global optimum, the critics' maxima and what ρ predicts (benchmarks/common.py):
 
     python benchmarks/opponent_model.py --train     # writes benchmarks/results/opponent_model.md and _<game>.png
+    python benchmarks/opponent_model.py --train --report-only   # the report from the runs finished so far
     python benchmarks/opponent_model.py --train --games paper_n3 --seeds 0 1 \
         --configs soft_rho=pr2_continuous.py:--total-timesteps,300 maddpg=baselines/maddpg.py:
 
@@ -312,9 +313,12 @@ def train_one(label: str, script: str, flags: list[str], game: str, seed: int, w
     return result
 
 
-def train(games: list[str], configs: list[tuple], seeds: list[int], workers: int, work_dir: str):
-    """Every (game, configuration, seed), resuming: ({game: {label: [result, ...]}}, [(game, label, seed) failed])."""
+def train(games: list[str], configs: list[tuple], seeds: list[int], workers: int, work_dir: str, report_only: bool):
+    """Every (game, configuration, seed), resuming: ({game: {label: [result, ...]}}, [(game, label, seed) failed]).
+    report_only: only the finished runs, and only the (game, configuration) pairs with one."""
     jobs = [(label, script, flags, game, seed) for game in games for label, script, flags in configs for seed in seeds]
+    if report_only:
+        jobs = [job for job in jobs if finished(*job, work_dir)]
     results = {game: {label: [] for label, _, _ in configs} for game in games}
     failed = []
     for (label, _, _, game, seed), result in common.run_parallel(partial(train_one, work_dir=work_dir), jobs, workers):
@@ -326,7 +330,15 @@ def train(games: list[str], configs: list[tuple], seeds: list[int], workers: int
         print(f"{game} {label} seed {seed}: ({action}) global optimum: {result['success']}", flush=True)
     for rows in (rows for by_label in results.values() for rows in by_label.values()):
         rows.sort(key=lambda r: r["seed"])
+    if report_only:
+        results = {game: {label: rows for label, rows in by.items() if rows} for game, by in results.items()}
+        results = {game: by_label for game, by_label in results.items() if by_label}
     return results, sorted(failed)
+
+
+def finished(label: str, script: str, flags: list[str], game: str, seed: int, work_dir: str) -> bool:
+    command = common.display_command(common.differential_command(script, game, seed, flags))
+    return common.load_result(train_folder(work_dir, game, label, seed), command) is not None
 
 
 def draw_actions(results: dict, n_agents: int, path: Path, title: str):
@@ -366,16 +378,19 @@ def write_report(results: dict, failed: list, configs: list[tuple], seeds: list[
     lines = [
         "# What the opponent model adds: training on the separating games (issue 14, item 3)",
         "",
-        f"Command: `python benchmarks/opponent_model.py {shlex.join(sys.argv[1:])}`  ",
-        f"Seeds: {', '.join(map(str, seeds))} for every game and configuration; each run on one thread, {workers} at a "
-        "time. Every run: `--env differential --scenario <game> --seed <seed> --save-model "
-        "--eval-episodes 1 --torch-threads 1` and the configuration's flags.  ",
+        f"Command: `python benchmarks/opponent_model.py {shlex.join(a for a in sys.argv[1:] if a != '--report-only')}`"
+        "  ",
+        f"Seeds: {', '.join(map(str, seeds))} for every game and configuration shown (a count out of fewer seeds: the "
+        f"others have not run yet or failed); each run on one thread, {workers} at a time. Every run: `--env "
+        "differential --scenario <game> --seed <seed> --save-model --eval-episodes 1 --torch-threads 1` and the "
+        "configuration's flags.  ",
         f"Software: {versions()}.",
         "",
         "| configuration | script and flags | what it is |",
         "|---|---|---|",
     ]
-    for label, script, flags in configs:
+    shown = {label for by_label in results.values() for label in by_label}
+    for label, script, flags in (config for config in configs if config[0] in shown):
         note = CONFIGS[label][1] if label in CONFIGS else ""
         lines.append(f"| {label} | `{' '.join([script, *flags])}` | {note} |")
     lines += [
@@ -449,13 +464,13 @@ def game_section(game: str, by_label: dict, n_seeds: int, out: Path) -> list[str
     ]
     for label, rows in by_label.items():
         wins = sum(r["success"] for r in rows)
-        missing = f" ({n_seeds - len(rows)} failed)" if len(rows) < n_seeds else ""
+        missing = f" ({n_seeds - len(rows)} of {n_seeds} seeds missing)" if len(rows) < n_seeds else ""
         if not rows:
-            lines.append(f"| {label} | 0/{n_seeds}{missing} | — | — | — |")
+            lines.append(f"| {label} | 0/0{missing} | — | — | — |")
             continue
         cpu = [r["cpu_time"] for r in rows]
         lines.append(
-            f"| {label} | {wins}/{n_seeds}{missing} | {np.mean([r['reward'] for r in rows]):.2f} "
+            f"| {label} | {wins}/{len(rows)}{missing} | {np.mean([r['reward'] for r in rows]):.2f} "
             f"| {np.mean([r['eval_return'] for r in rows]):.2f} | {np.mean(cpu):.0f} s / {max(cpu):.0f} s |"
         )
     lines.append("")
@@ -516,7 +531,10 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="--train: runs at the same time (one thread each)")
     parser.add_argument("--work-dir", default="benchmarks/work", help="--train: where the runs go (git-ignored)")
     parser.add_argument("--out-dir", default="benchmarks/results", help="where the report and pictures go")
+    parser.add_argument("--report-only", action="store_true", help="--train: report the finished runs, start none")
     args = parser.parse_args()
+    if args.report_only and not args.train:
+        parser.error("--report-only goes with --train")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if args.gaps:
@@ -531,7 +549,7 @@ def main():
     configs = [common.parse_config(text) for text in args.configs]
     if len({label for label, _, _ in configs}) < len(configs):
         parser.error("--configs: every configuration needs its own label")
-    results, failed = train(args.games, configs, args.seeds, args.workers, args.work_dir)
+    results, failed = train(args.games, configs, args.seeds, args.workers, args.work_dir, args.report_only)
     write_report(results, failed, configs, args.seeds, args.workers, out)
     print(f"wrote {out / 'opponent_model.md'} and its pictures opponent_model_<game>.png")
     if failed:

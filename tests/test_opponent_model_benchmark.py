@@ -105,3 +105,11 @@ def test_opponent_model_benchmark_end_to_end(tmp_path):
     again = run_ok("benchmarks/opponent_model.py", *flags, cwd=tmp_path, timeout=120)
     assert "Progress" not in again.stdout and again.stdout.count("paper_n3") == 4  # reported from result.json
     assert (tmp_path / "opponent_model.md").read_text().split("Software:")[1] == report.split("Software:")[1]
+    # --report-only: a configuration and a seed that never ran are left out and said to be missing; nothing trains
+    wider = ["--train", "--games", "paper_n3", "--seeds", "0", "1", "2", "--configs", *configs]
+    wider += [f"soft_uniform=pr2_continuous.py:{tiny}", *flags[-4:]]
+    partial = run_ok("benchmarks/opponent_model.py", *wider, "--report-only", cwd=tmp_path, timeout=120)
+    assert "Progress" not in partial.stdout and not (tmp_path / "work/opponent_model/paper_n3/soft_uniform").exists()
+    partial_report = (tmp_path / "opponent_model.md").read_text()
+    assert "| soft_uniform" not in partial_report and "--report-only" not in partial_report
+    assert re.search(r"\| soft_rho \| \d/2 \(1 of 3 seeds missing\) \|", partial_report), partial_report
