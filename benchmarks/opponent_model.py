@@ -423,7 +423,7 @@ def write_report(results: dict, failed: list, configs: list[tuple], seeds: list[
 
 def targets_section(results: dict, n_seeds: int) -> list[str]:
     """The issue's targets, game by game, for the configurations that ran. A count of seeds is judged only when all
-    10 seeds finished; the CPU time on the finished ones."""
+    10 seeds finished; the CPU time on the finished ones of the configurations judged (the soft policy's)."""
     lines = ["## Targets (issue 14)", "", "| game | target | measured | met |", "|---|---|---|---|"]
     for game, by_label in results.items():
         checks = []
@@ -436,11 +436,12 @@ def targets_section(results: dict, n_seeds: int) -> list[str]:
             checks.append(
                 (f"{label} at the global optimum in {relation} {bound} of 10 seeds", f"{wins}/{len(rows)}", met)
             )
-        cpu = [(r["cpu_time"], label) for label, rows in by_label.items() for r in rows]
+        judged = [label for label, _, _ in wanted if label in by_label]  # the others' times: the game's table
+        cpu = [(r["cpu_time"], label) for label in judged for r in by_label[label]]
         if cpu:
             worst, label = max(cpu)
-            checks.append((f"every seed under {CPU_LIMIT / 60:g} CPU minutes", f"max {worst:.0f} s ({label})",
-                           worst < CPU_LIMIT))  # fmt: skip
+            checks.append((f"every seed of {' and '.join(judged)} under {CPU_LIMIT / 60:g} CPU minutes",
+                           f"max {worst:.0f} s ({label})", worst < CPU_LIMIT))  # fmt: skip
         verdict = {True: "yes", False: "no", None: "not judged (needs all 10 seeds)"}
         lines += [f"| `{game}` | {target} | {measured} | {verdict[met]} |" for target, measured, met in checks]
     return [*lines, ""]
