@@ -151,9 +151,9 @@ BUDGETS = {
     "reduced": Budget(PARTICLE, MAIN, {task: range(3) for task in PARTICLE}, SHORT + EVALUATION),
     # Tuning the soft policy's particle defaults (issue 13, item 4): the defaults against the candidates, MADDPG for
     # cross-play, on a seed that no other budget uses. simple_tag (4 agents, the dearest) is left out. The rule, set
-    # before any cross-play result: a candidate replaces the default if its cross-play against MADDPG beats the default's in at
-    # least 3 of the 4 (task, side) pairings of simple_adversary and simple_push, and its simple_spread final
-    # evaluation return is at most 1.0 below the default's.
+    # before any cross-play result: a candidate replaces the default if its cross-play against MADDPG beats the
+    # default's in at least 3 of the 4 (task, side) pairings of simple_adversary and simple_push, and its
+    # simple_spread final evaluation return is at most 1.0 below the default's.
     "tuning": Budget(
         PARTICLE[:3], ("pr2_soft", *CANDIDATES, BASELINE), {task: (100,) for task in PARTICLE[:3]}, EVALUATION
     ),
