@@ -570,7 +570,7 @@ def write_report(
             f"![learning paths]({name}_differential_paths.png)",
         ]
     lines += ablation_section(results) + cross_play_section(crossed, args) + speed_section(results)
-    lines += targets_section(results, crossed)
+    lines += tuning_section(results, crossed) if args.budget == "tuning" else targets_section(results, crossed)
     lines += ["", "## Commands", ""] + sorted({f"- `{seedless(r['command'])}`" for r in finished})
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {error.splitlines()[0]}" for error in failed]
@@ -777,6 +777,33 @@ def targets_section(results: dict, crossed: dict) -> list[str]:
             if any(measured):
                 text = [f"{show(*cell)} ({verdict(*cell)})" if cell else "not measured" for cell in measured]
                 lines.append(f"| cross-play {task}, {who} | " + " | ".join(text) + " |")
+    return lines
+
+
+def tuning_section(results: dict, crossed: dict) -> list[str]:
+    """BUDGETS["tuning"]'s rule, applied to the runs so far (one seed: no intervals; a tuning aid, not a result)."""
+
+    def side(task, label, role):  # label's side's mean cross-play return against the baseline's other side
+        key = (task, label, BASELINE) if role == "good" else (task, BASELINE, label)
+        return np.mean([row[role] for row in crossed[key]]) if crossed.get(key) else None
+
+    spread = {label: np.mean([r["final_eval"] for r in runs]) for label, runs in by_label(results, PARTICLE[0]).items()}
+    lines = ["", "## Tuning: the rule of BUDGETS['tuning'] against the default pr2_soft", "",
+             "| candidate | cross-play pairings better than the default | sum of the 4 cross-play returns | "
+             "simple_spread vs the default | passes |", "|---|---|---|---|---|"]  # fmt: skip
+    for candidate in CANDIDATES:
+        pairs = [
+            (side(t, candidate, role), side(t, "pr2_soft", role))
+            for t in ADVERSARIAL[:2]
+            for role in ("good", "adversary")
+        ]
+        if any(None in pair for pair in pairs) or not {candidate, "pr2_soft"} <= set(spread):
+            lines.append(f"| {candidate} | not all runs finished | – | – | – |")
+            continue
+        better, gap = sum(c > d for c, d in pairs), spread[candidate] - spread["pr2_soft"]
+        passes = "yes" if better >= 3 and gap >= -1.0 else "no"
+        lines.append(f"| {candidate} | {better} of 4 | {sum(c for c, _ in pairs):.2f} (default "
+                     f"{sum(d for _, d in pairs):.2f}) | {gap:+.2f} | {passes} |")  # fmt: skip
     return lines
 
 
