@@ -784,7 +784,7 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
     """BUDGETS["tuning"]'s rule, applied to the runs so far (one seed: no intervals; a tuning aid, not a result)."""
 
     def side(task, label, role):  # label's side's mean cross-play return against the baseline's other side
-        key = (task, label, BASELINE) if role == "good" else (task, BASELINE, label)
+        key = playing(task, label, BASELINE, role)
         return np.mean([row[role] for row in crossed[key]]) if crossed.get(key) else None
 
     spread = {label: np.mean([r["final_eval"] for r in runs]) for label, runs in by_label(results, PARTICLE[0]).items()}

@@ -2,6 +2,7 @@
 runs code when loaded, flags given with --resume reach the optimiser, a resume without the saved buffer waits for
 the refill, an extended run's evaluations extend one curve, and non-finite flags stop before training."""
 
+import pickle
 import shutil
 
 import pytest
@@ -64,7 +65,7 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path, script):
     marker = tmp_path / "code_ran"
     crafted = tmp_path / "crafted.pt"
     torch.save({"args": {}, "step": 0, "payload": WritesAFile(marker)}, crafted)
-    torch.load(crafted, weights_only=False)  # the file is a real threat: a plain load runs its code
+    pickle.loads(pickle.dumps(WritesAFile(marker)))  # the payload is a real threat: unpickling it runs its code
     assert marker.exists()
     marker.unlink()
     result = run_script(script, "--resume", str(crafted), cwd=tmp_path)
