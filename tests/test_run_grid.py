@@ -335,13 +335,14 @@ def test_the_like_for_like_budget_is_the_default_and_runs_what_the_issue_asks():
 def test_tuning_runs_only_on_seeds_that_no_other_budget_uses_and_its_candidates_nowhere_else():
     tuning = run_grid.make_jobs(run_grid.Args(budget="tuning", name="t"), run_grid.BUDGETS["tuning"])
     assert {job.seed for job in tuning} == {100}
-    assert {job.algorithm.label for job in tuning} == {"pr2_soft", *run_grid.CANDIDATES, "maddpg"}
+    assert {job.algorithm.label for job in tuning} == {run_grid.FORMER_DEFAULT, *run_grid.CANDIDATES, "maddpg"}
     for budget in set(run_grid.BUDGETS) - {"tuning"}:
         jobs = run_grid.make_jobs(run_grid.Args(budget=budget, name=budget), run_grid.BUDGETS[budget])
         labels = {job.algorithm.label for job in jobs}
-        assert max(job.seed for job in jobs) < 100 and not labels & set(run_grid.CANDIDATES)
-    candidate = next(job for job in tuning if job.algorithm.label == "pr2_soft_alpha0.03").command
-    assert candidate[candidate.index("--alpha") + 1] == "0.03" and "state" in candidate  # else the defaults' flags
+        assert max(job.seed for job in jobs) < 100 and not labels & {run_grid.FORMER_DEFAULT, *run_grid.CANDIDATES}
+    for label, alpha in (("pr2_soft_alpha0.1", "0.1"), ("pr2_soft_alpha0.03", "0.03")):
+        command = next(job for job in tuning if job.algorithm.label == label).command
+        assert command[command.index("--alpha") + 1] == alpha and "state" in command  # else the defaults' flags
 
 
 def test_a_report_with_no_finished_run_lists_every_row_it_waits_for(tmp_path):
