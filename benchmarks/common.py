@@ -69,11 +69,17 @@ def finish(folder: Path, command: list[str], outcome: dict) -> Path:
     return next(path for path in (folder / "runs").iterdir() if path.is_dir())
 
 
+def save_json(path: Path, data):
+    """Write a JSON file atomically (a temporary file, then rename): a reader never sees half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
 def save_result(folder: Path, result: dict):
     """Write result.json last and atomically: its presence marks the run as finished."""
-    tmp = folder / "result.json.tmp"
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, folder / "result.json")
+    save_json(folder / "result.json", result)
 
 
 def parse_config(text: str) -> tuple[str, str, list[str]]:

@@ -3,7 +3,10 @@
 Every (algorithm, task, seed) is one run of the real script in its own process (`--torch-threads 1`), at most
 `--workers` at a time, or dispatched to a Ray cluster with `--ray-address`. A finished run leaves `result.json` in its
 folder under `--work-dir` and is not redone (unless its command changed); an interrupted one starts again from
-scratch, so a stopped grid resumes where it was. The runs' TensorBoard scalars are read back into
+scratch, so a stopped grid resumes where it was. Each finished run's result.json and every cross-play result are also
+copied to `--keep-dir` (committed with the report), so that a grid spanning sessions on fresh checkouts resumes from
+them; a kept run whose checkpoint a cross-play pairing still needs is trained again (same command, same seed). The
+runs' TensorBoard scalars are read back into
 
     <out-dir>/<name>.md                       the final evaluation return (the headline; mean, 95% CI over seeds) with
                                               the training return beside it, what each critic sees, differences from
@@ -24,6 +27,7 @@ that wrote it is in this file's history (commit 51ab31b), its runs are not compa
 
 import concurrent.futures
 import glob
+import hashlib
 import importlib.util
 import json
 import math
@@ -49,6 +53,7 @@ from benchmarks.common import (  # noqa: E402
     learning_path,
     load_result,
     prepare,
+    save_json,
     save_result,
     versions,
 )
@@ -200,6 +205,10 @@ class Args:
     """where the table and the pictures go"""
     work_dir: str = "benchmarks/work"
     """where the runs go (logs, checkpoints, result.json); git-ignored"""
+    keep_dir: str | None = None
+    """where each finished run's result.json and the cross-play results are copied, to be committed: the grid
+    resumes from them where --work-dir is gone (a fresh checkout). No checkpoints (a few MB each); None:
+    <out-dir>/<name>_runs"""
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,9 @@ def make_jobs(args: Args, budget: Budget) -> list[Job]:
         for task in args.tasks or budget.tasks
         for label in args.algorithms or budget.algorithms_for(task)
     }
+    # The baseline first within a task and seed: a PR2 run then finds the baseline's checkpoint when it ends, and
+    # cross-play with it is done (and kept) before the session that trained it can end.
+    planned = dict(sorted(planned.items(), key=lambda item: (list(TASKS).index(item[0][0]), item[0][1] != BASELINE)))
     jobs = []
     for seed in sorted({seed for seeds in planned.values() for seed in seeds}):
         for (task, label), seeds in planned.items():
@@ -370,42 +382,97 @@ def sides(returns: dict) -> dict:
     return dict(good=float(np.mean(good)), adversary=float(np.mean(adversary)))
 
 
-def cross_play(results: dict, args: Args) -> dict:
-    """{(task, good label, adversary label): [per-seed {good, adversary}]}: good agents from one algorithm's run,
-    adversaries from another's run with the same seed index, noise-free, no training. Cached per pairing and seed,
-    together with the two checkpoints it was computed from: a redone run is played again."""
-    table = {}
+def pairings(task: str):
+    """(good label, adversary label) of every cross-play pairing on an adversarial task: each PR2 label against the
+    baseline on either side, the baseline against itself and each PR2 label against itself."""
+    found = []
+    for pr2, baseline in PAIRS:
+        for pair in ((pr2, baseline), (baseline, pr2), (baseline, baseline), (pr2, pr2)):
+            if pair not in found:
+                found.append(pair)
+    return found if task in ADVERSARIAL else []
+
+
+def identity(result: dict) -> str:
+    """What a cross-play result was computed from: the run's command and its evaluation curve. A run trained again
+    from the same command (seeded, so the same weights) keeps its cross-play results; a different one does not."""
+    return hashlib.sha256(json.dumps([result["command"], result["eval_curve"]]).encode()).hexdigest()[:16]
+
+
+def cross_play_cache(args: Args, task: str, good: str, adversary: str, seed: int) -> Path:
+    return (
+        Path(args.keep_dir) / "cross_play" / task / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
+    )
+
+
+def cached_cross_play(results: dict, args: Args, task: str, good: str, adversary: str, seed: int) -> dict | None:
+    """The kept result of one pairing and seed, if it was computed from the two finished runs that are there now."""
+    cache = cross_play_cache(args, task, good, adversary, seed)
+    runs = [results.get((task, label), {}).get(seed) for label in (good, adversary)]
+    if None in runs or not cache.exists():
+        return None
+    cached = json.loads(cache.read_text())
+    return cached if cached.get("runs") == [identity(run) for run in runs] else None
+
+
+def has_checkpoint(args: Args, result: dict) -> bool:
+    return (job_folder(args, result["task"], result["label"], result["seed"]) / result["checkpoint"]).is_file()
+
+
+def cross_play(results: dict, args: Args) -> tuple[dict, list]:
+    """({(task, good label, adversary label): [per-seed {good, adversary}]}, [pairings not computed]): good agents
+    from one algorithm's run, adversaries from another's run with the same seed index, noise-free, no training. Kept
+    per pairing and seed under --keep-dir with the identities of the two runs; computed where it is not, if both
+    runs' checkpoints are in --work-dir, else listed as not computed (the next invocation trains the run again)."""
+    table, missing = {}, []
     for task in ADVERSARIAL:
-        for pr2, baseline in PAIRS:
-            for good, adversary in ((pr2, baseline), (baseline, pr2), (baseline, baseline), (pr2, pr2)):
-                key = (task, good, adversary)
-                seeds = sorted(set(results.get((task, good), {})) & set(results.get((task, adversary), {})))
-                if key in table or not seeds:
+        for good, adversary in pairings(task):
+            seeds = sorted(set(results.get((task, good), {})) & set(results.get((task, adversary), {})))
+            for seed in seeds:
+                cached = cached_cross_play(results, args, task, good, adversary, seed)
+                good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
+                if cached is None and not (has_checkpoint(args, good_run) and has_checkpoint(args, adversary_run)):
+                    missing.append(f"{task} {good} vs {adversary} seed {seed}")
                     continue
-                table[key] = []
-                for seed in seeds:
-                    cache = Path(args.work_dir).resolve() / args.name / "cross_play" / task
-                    cache = cache / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
-                    good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
-                    checkpoints = [good_run["checkpoint"], adversary_run["checkpoint"]]  # each has its run's timestamp
-                    cached = json.loads(cache.read_text()) if cache.exists() else {}
-                    if cached.get("checkpoints") != checkpoints:
-                        good_policies = policies_of(good_run, job_folder(args, task, good, seed))
-                        adversary_policies = policies_of(adversary_run, job_folder(args, task, adversary, seed))
-                        policies = {
-                            name: (adversary_policies if name.startswith("adversary") else good_policies)[name]
-                            for name in good_policies
-                        }
-                        returns = play(policies, task, good_run["max_cycles"], args.cross_play_episodes)
-                        cache.parent.mkdir(parents=True, exist_ok=True)
-                        cached = dict(sides(returns), checkpoints=checkpoints)
-                        cache.write_text(json.dumps(cached))
-                    table[key].append(dict(cached, seed=seed))
-    return table
+                if cached is None:
+                    good_policies = policies_of(good_run, job_folder(args, task, good, seed))
+                    adversary_policies = policies_of(adversary_run, job_folder(args, task, adversary, seed))
+                    policies = {
+                        name: (adversary_policies if name.startswith("adversary") else good_policies)[name]
+                        for name in good_policies
+                    }
+                    returns = play(policies, task, good_run["max_cycles"], args.cross_play_episodes)
+                    cached = dict(sides(returns), runs=[identity(good_run), identity(adversary_run)])
+                    save_json(cross_play_cache(args, task, good, adversary, seed), cached)
+                table.setdefault((task, good, adversary), []).append(dict(cached, seed=seed))
+    return table, missing
+
+
+def trained_again(results: dict, todo: list[Job], args: Args) -> list[tuple]:
+    """(task, label, seed) of the finished runs to train again: those whose checkpoint is not in --work-dir (kept
+    from another checkout) while a cross-play pairing with them is not kept yet and its other run is finished or
+    about to run."""
+    coming = {(job.task, job.algorithm.label, job.seed) for job in todo}
+    again = set()
+    for task in ADVERSARIAL:
+        for good, adversary in pairings(task):
+            labels = (good, adversary)
+            for seed in {seed for label in labels for seed in results.get((task, label), {})}:
+                runs = [results.get((task, label), {}).get(seed) for label in labels]
+                if not all(run or (task, label, seed) in coming for run, label in zip(runs, labels)):
+                    continue  # the pairing is not asked for (yet)
+                if None not in runs and cached_cross_play(results, args, task, good, adversary, seed):
+                    continue
+                again |= {(task, run["label"], seed) for run in runs if run and not has_checkpoint(args, run)}
+    return sorted(again)
 
 
 def job_folder(args: Args, task: str, label: str, seed: int) -> Path:
     return Path(args.work_dir).resolve() / args.name / task / label / f"seed_{seed}"
+
+
+def kept_folder(args: Args, job: Job) -> Path:
+    return Path(args.keep_dir) / job.task / job.algorithm.label / f"seed_{job.seed}"
 
 
 # ---------------------------------------------------------------- statistics
@@ -502,9 +569,11 @@ def draw_curves(rows: dict, task: str, path: Path, smoothing: float = 0.05):
 
 
 def write_report(
-    results: dict, crossed: dict, failed: list, args: Args, argv: list[str], timing: dict, planned: dict, out: Path
+    results: dict, crossing: tuple, failed: list, args: Args, argv: list[str], timing: dict, planned: dict, out: Path
 ):
-    """planned: {(task, label): the seeds asked for}; rows with fewer finished seeds say so (a partial report)."""
+    """planned: {(task, label): the seeds asked for}; rows with fewer finished seeds say so (a partial report).
+    crossing: cross_play's table and the pairings it could not compute."""
+    crossed, not_crossed = crossing
     budget, name = BUDGETS[args.budget], args.name
     tasks = [task for task in TASKS if any(key[0] == task for key in planned)]
     finished = all_results(results)
@@ -573,7 +642,7 @@ def write_report(
             "",
             f"![learning paths]({name}_differential_paths.png)",
         ]
-    lines += ablation_section(results) + cross_play_section(crossed, args) + speed_section(results)
+    lines += ablation_section(results) + cross_play_section(crossed, not_crossed, args) + speed_section(results)
     lines += tuning_section(results, crossed) if args.budget == "tuning" else targets_section(results, crossed)
     lines += ["", "## Commands", ""] + sorted({f"- `{seedless(r['command'])}`" for r in finished})
     if failed:
@@ -637,8 +706,8 @@ def ablation_section(results: dict) -> list[str]:
     return header + lines
 
 
-def cross_play_section(crossed: dict, args: Args) -> list[str]:
-    if not crossed:
+def cross_play_section(crossed: dict, not_crossed: list, args: Args) -> list[str]:
+    if not crossed and not not_crossed:
         return []
     lines = [
         "",
@@ -658,6 +727,12 @@ def cross_play_section(crossed: dict, args: Args) -> list[str]:
             f"| {task} | {good} | {adversary} | {len(rows)} | {fmt([r['good'] for r in rows])} "
             f"| {fmt([r['adversary'] for r in rows])} |"
         )
+    if not_crossed:
+        lines += [
+            "",
+            f"Not computed ({len(not_crossed)}; a run's checkpoint is not in --work-dir, the next invocation without "
+            f"--report-only trains it again): {', '.join(not_crossed)}.",
+        ]
     lines += [
         "",
         "Who wins: a PR2 side against the baseline's opponents, compared with the baseline's own side against the "
@@ -857,15 +932,23 @@ def main(args: Args, argv: list[str]):
     """argv: the command line's arguments, recorded in the report."""
     check(args)
     args.name = args.name or f"grid_{args.budget}"
+    args.keep_dir = args.keep_dir or str(Path(args.out_dir) / f"{args.name}_runs")
     start = time.time()
     jobs = make_jobs(args, BUDGETS[args.budget])
     results, todo, failed = {}, [], []
     for job in jobs:
-        result = load_result(job.folder, display_command(list(job.command)))
+        command = display_command(list(job.command))
+        result = load_result(job.folder, command) or load_result(kept_folder(args, job), command)
         if result is None:
             todo.append(job)
         else:
+            save_result(kept_folder(args, job), result)  # a run finished before --keep-dir existed is kept too
             results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
+    if not args.report_only and (again := trained_again(results, todo, args)):
+        print(f"{len(again)} kept run(s) trained again for the cross-play their checkpoints are needed in", flush=True)
+        todo = [job for job in jobs if job in todo or (job.task, job.algorithm.label, job.seed) in again]
+        for task, label, seed in again:
+            del results[(task, label)][seed]
     planned = {}  # before --report-only drops the unfinished runs: the report says what is missing
     for job in jobs:
         planned.setdefault((job.task, job.algorithm.label), []).append(job.seed)
@@ -883,6 +966,9 @@ def main(args: Args, argv: list[str]):
             print(f"FAILED {failed[-1]}", flush=True)
             continue
         results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
+        save_result(kept_folder(args, job), result)
+        if job.task in ADVERSARIAL:
+            cross_play(results, args)  # now, while the checkpoints are here
         left = (time.time() - start) / count * (len(todo) - count)
         print(
             f"[{count}/{len(todo)}] {job.task} {job.algorithm.label} seed {job.seed}: final evaluation return "
@@ -890,7 +976,7 @@ def main(args: Args, argv: list[str]):
             f"about {left / 60:.0f} min left",
             flush=True,
         )
-    crossed = cross_play(results, args)
+    crossed, not_crossed = cross_play(results, args)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for task in TASKS:
@@ -905,7 +991,7 @@ def main(args: Args, argv: list[str]):
         reused=len(jobs) - len(todo),
         compute=sum(r["wall_time"] for r in all_results(results)),
     )
-    write_report(results, crossed, failed, args, argv, timing, planned, out / f"{args.name}.md")
+    write_report(results, (crossed, not_crossed), failed, args, argv, timing, planned, out / f"{args.name}.md")
     print(f"wrote {out / args.name}.md and its pictures", flush=True)
     if failed:
         raise SystemExit(f"run_grid.py: error: {len(failed)} runs failed; see {out / args.name}.md")

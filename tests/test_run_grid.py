@@ -1,6 +1,7 @@
-"""benchmarks/run_grid.py: the statistics on known numbers, the like-for-like budget's runs, the issue's targets, and
-a tiny grid end to end: the evaluation headline read back from the logs, a partial report, resuming without redoing
-runs, restarting an interrupted run cleanly, dispatching through a stub Ray and a real local Ray cluster."""
+"""benchmarks/run_grid.py: the statistics on known numbers, the like-for-like budget's runs, the issue's targets,
+cross-play kept across checkouts, and a tiny grid end to end: the evaluation headline read back from the logs, a
+partial report, resuming without redoing runs (also from the kept results alone), restarting an interrupted run
+cleanly, dispatching through a stub Ray and a real local Ray cluster."""
 
 import contextlib
 import importlib.util
@@ -169,10 +170,18 @@ def test_tiny_grid_reports_the_evaluation_headline_resumes_and_restarts_an_inter
     assert "4 runs: 4 already done, 0 to run" in run_grid_ok(*flags, cwd=tmp_path)
     assert {path: path.stat().st_mtime_ns for path in run_dirs(work)} == before
     assert {path: path.stat().st_mtime_ns for path in results} == results
+    # nor does one on a fresh checkout (no --work-dir): the results kept beside the report are used
+    fresh = ["--work-dir", str(tmp_path / "fresh_work"), "--out-dir", str(out), "--workers", "2"]
+    assert "4 runs: 4 already done, 0 to run" in run_grid_ok(
+        *GRID, "--algorithms", "pr2_soft", "maddpg", *fresh, cwd=tmp_path
+    )
+    assert table_rows((out / "grid_smoke.md").read_text(), "simple_spread") == rows
+    assert not (tmp_path / "fresh_work").exists()
 
     # an interrupted run (no result.json, a half-written log) starts again from scratch; here through a stub Ray
     interrupted = work / "grid_smoke/simple_spread/maddpg/seed_1"
     (interrupted / "result.json").unlink()
+    (out / "grid_smoke_runs/simple_spread/maddpg/seed_1/result.json").unlink()  # it never finished, so never kept
     stale = next((interrupted / "runs").iterdir())
     (stale / "half_written").write_text("x")
     # reports what is finished, starts nothing; rows say how many of their seeds are in (ddpg: none)
@@ -273,25 +282,58 @@ def test_a_smoke_grid_runs_on_a_real_local_ray_cluster(tmp_path, ray_head):
         assert table_rows(table, "simple_spread")[label][3:5] == ["1/1", "150"]
 
 
-def test_cross_play_is_cached_per_checkpoint_pair_and_redone_for_a_redone_run(tmp_path, monkeypatch):
+def test_cross_play_is_kept_per_pair_of_runs_and_a_run_it_still_needs_is_trained_again(tmp_path, monkeypatch):
     played = []
     monkeypatch.setattr(run_grid, "policies_of", lambda run, folder: {"adversary_0": run, "agent_0": run})
     monkeypatch.setattr(
         run_grid, "play", lambda policies, *_: played.append(policies) or {"adversary_0": -1.0, "agent_0": 1.0}
     )
+    where = dict(work_dir=str(tmp_path / "work"), keep_dir=str(tmp_path / "kept"))
+    args = run_grid.Args(**where, name="grid", cross_play_episodes=2)
 
-    def run(label, stamp):
-        return dict(label=label, checkpoint=f"runs/simple_tag__{label}__0__{stamp}/{label}.pt", max_cycles=25)
+    def finished(label, curve, checkpoint=True):
+        run = dict(task="simple_tag", label=label, seed=0, command=f"python {label}.py --seed 0", eval_curve=curve)
+        run |= dict(checkpoint=f"runs/simple_tag__{label}__0/{label}.pt", max_cycles=25)
+        path = run_grid.job_folder(args, "simple_tag", label, 0) / run["checkpoint"]
+        if checkpoint:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+        return run
 
-    args = run_grid.Args(work_dir=str(tmp_path), name="grid", cross_play_episodes=2)
-    results = {("simple_tag", "pr2_ac"): {0: run("pr2_ac", 1)}, ("simple_tag", "maddpg"): {0: run("maddpg", 1)}}
-    first = run_grid.cross_play(results, args)
-    assert len(played) == 4 and first[("simple_tag", "pr2_ac", "maddpg")][0]["good"] == 1.0  # 4 pairings, 1 seed
-    run_grid.cross_play(results, args)
-    assert len(played) == 4  # cached
-    results[("simple_tag", "maddpg")][0] = run("maddpg", 2)  # maddpg's run was redone: new checkpoint
-    run_grid.cross_play(results, args)
-    assert len(played) == 7  # every pairing with maddpg played again, pr2_ac against itself not
+    def job(label):
+        algorithm = next(a for a in run_grid.ALGORITHMS if a.label == label)
+        return run_grid.Job("simple_tag", algorithm, 0, run_grid.job_folder(args, "simple_tag", label, 0), ())
+
+    results = {("simple_tag", "pr2_ac"): {0: finished("pr2_ac", [[5, 1.0]])}}
+    results[("simple_tag", "maddpg")] = {0: finished("maddpg", [[5, 2.0]])}
+    table, missing = run_grid.cross_play(results, args)
+    assert len(played) == 4 and not missing and table[("simple_tag", "pr2_ac", "maddpg")][0]["good"] == 1.0
+    assert run_grid.cross_play(results, args) == (table, []) and len(played) == 4  # kept
+    shutil.rmtree(tmp_path / "work")  # a fresh checkout: no checkpoints, the kept results only
+    assert run_grid.cross_play(results, args) == (table, []) and len(played) == 4
+    assert run_grid.trained_again(results, [], args) == []
+    # maddpg trained again from the same command, the same evaluations (seeded): nothing is played again
+    results[("simple_tag", "maddpg")][0] = finished("maddpg", [[5, 2.0]])
+    assert run_grid.cross_play(results, args) == (table, []) and len(played) == 4
+    # a different maddpg run: its pairings with pr2_ac, whose checkpoint is gone, wait for pr2_ac to be trained again
+    results[("simple_tag", "maddpg")][0] = finished("maddpg", [[5, 3.0]])
+    table, missing = run_grid.cross_play(results, args)
+    assert missing == ["simple_tag pr2_ac vs maddpg seed 0", "simple_tag maddpg vs pr2_ac seed 0"]
+    assert len(played) == 5 and list(table) == [("simple_tag", "maddpg", "maddpg"), ("simple_tag", "pr2_ac", "pr2_ac")]
+    assert run_grid.trained_again(results, [], args) == [("simple_tag", "pr2_ac", 0)]
+    # a kept run without its checkpoint, whose partner is about to run, is trained again; without one, it is not
+    del results[("simple_tag", "maddpg")]
+    assert run_grid.trained_again(results, [job("maddpg")], args) == [("simple_tag", "pr2_ac", 0)]
+    assert run_grid.trained_again(results, [], args) == []
+
+
+def test_the_baseline_runs_first_within_each_task_and_seed():
+    jobs = run_grid.make_jobs(run_grid.Args(name="grid"), run_grid.BUDGETS["like_for_like"])
+    groups = {}
+    for job in jobs:
+        groups.setdefault((job.seed, job.task), []).append(job.algorithm.label)
+    assert all(labels[0] == "maddpg" for labels in groups.values()) and len(groups) == 20
+    assert list(groups)[:4] == [(0, task) for task in run_grid.PARTICLE]
 
 
 def test_unknown_names_and_a_missing_ray_stop_before_anything_runs(tmp_path):
