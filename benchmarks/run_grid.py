@@ -32,6 +32,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -216,8 +217,9 @@ class Job:
     task: str
     algorithm: Algorithm
     seed: int
-    folder: Path
+    folder: Path  # under --work-dir
     command: tuple[str, ...]
+    kept: Path  # under --keep-dir
 
 
 def make_jobs(args: Args, budget: Budget) -> list[Job]:
@@ -240,7 +242,8 @@ def make_jobs(args: Args, budget: Budget) -> list[Job]:
                 command = [sys.executable, str(ROOT / algorithm.script), *TASKS[task], *algorithm.flags]
                 command += [*budget.flags_for(task), "--seed", str(seed), "--exp-name", label, "--save-model"]
                 command += ["--torch-threads", "1"]
-                jobs.append(Job(task, algorithm, seed, job_folder(args, task, label, seed), tuple(command)))
+                folders = (folder(args, task, label, seed) for folder in (job_folder, kept_folder))
+                jobs.append(Job(task, algorithm, seed, next(folders), tuple(command), next(folders)))
     return jobs
 
 
@@ -350,9 +353,9 @@ def load_script(script: str):
     return sys.modules[name]
 
 
-def policies_of(result: dict, folder: Path) -> dict:
+def policies_of(result: dict, checkpoint: Path) -> dict:
     script = next(a.script for a in ALGORITHMS if a.label == result["label"])
-    return load_script(script).load_policies(str(folder / result["checkpoint"]))
+    return load_script(script).load_policies(str(checkpoint))
 
 
 @torch.no_grad()
@@ -400,9 +403,7 @@ def identity(result: dict) -> str:
 
 
 def cross_play_cache(args: Args, task: str, good: str, adversary: str, seed: int) -> Path:
-    return (
-        Path(args.keep_dir) / "cross_play" / task / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
-    )
+    return keep_root(args) / "cross_play" / task / f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
 
 
 def cached_cross_play(results: dict, args: Args, task: str, good: str, adversary: str, seed: int) -> dict | None:
@@ -415,8 +416,28 @@ def cached_cross_play(results: dict, args: Args, task: str, good: str, adversary
     return cached if cached.get("runs") == [identity(run) for run in runs] else None
 
 
-def has_checkpoint(args: Args, result: dict) -> bool:
-    return (job_folder(args, result["task"], result["label"], result["seed"]) / result["checkpoint"]).is_file()
+def checkpoint_of(args: Args, result: dict) -> Path | None:
+    """The run's checkpoint: in --work-dir where it was trained, else its copy in --keep-dir, else None."""
+    where = (result["task"], result["label"], result["seed"])
+    paths = [folder(args, *where) / result["checkpoint"] for folder in (job_folder, kept_folder)]
+    return next((path for path in paths if path.is_file()), None)
+
+
+def keep_checkpoints(results: dict, unfinished: set, args: Args):
+    """Copy to --keep-dir the checkpoints that a cross-play pairing with an unfinished run will need (the
+    baseline's, which runs first), and drop the copies that no pairing needs any more: a session may end between
+    the two runs of a pairing, and a baseline trained again on another machine would not be the same run."""
+    for (task, label), runs in results.items():
+        for seed, result in runs.items():
+            partners = {b for a, b in pairings(task) if a == label} | {a for a, b in pairings(task) if b == label}
+            kept = kept_folder(args, task, label, seed)
+            if not any((task, partner, seed) in unfinished for partner in partners):
+                shutil.rmtree(kept / "runs", ignore_errors=True)
+            elif not (kept / result["checkpoint"]).is_file() and (source := checkpoint_of(args, result)):
+                shutil.rmtree(kept / "runs", ignore_errors=True)  # an earlier run's
+                (kept / result["checkpoint"]).parent.mkdir(parents=True)
+                shutil.copyfile(source, kept / "checkpoint.tmp")
+                os.replace(kept / "checkpoint.tmp", kept / result["checkpoint"])
 
 
 def cross_play(results: dict, args: Args) -> tuple[dict, list]:
@@ -431,12 +452,13 @@ def cross_play(results: dict, args: Args) -> tuple[dict, list]:
             for seed in seeds:
                 cached = cached_cross_play(results, args, task, good, adversary, seed)
                 good_run, adversary_run = results[(task, good)][seed], results[(task, adversary)][seed]
-                if cached is None and not (has_checkpoint(args, good_run) and has_checkpoint(args, adversary_run)):
+                checkpoints = [checkpoint_of(args, run) for run in (good_run, adversary_run)]
+                if cached is None and None in checkpoints:
                     missing.append(f"{task} {good} vs {adversary} seed {seed}")
                     continue
                 if cached is None:
-                    good_policies = policies_of(good_run, job_folder(args, task, good, seed))
-                    adversary_policies = policies_of(adversary_run, job_folder(args, task, adversary, seed))
+                    good_policies = policies_of(good_run, checkpoints[0])
+                    adversary_policies = policies_of(adversary_run, checkpoints[1])
                     policies = {
                         name: (adversary_policies if name.startswith("adversary") else good_policies)[name]
                         for name in good_policies
@@ -463,7 +485,7 @@ def trained_again(results: dict, todo: list[Job], args: Args) -> list[tuple]:
                     continue  # the pairing is not asked for (yet)
                 if None not in runs and cached_cross_play(results, args, task, good, adversary, seed):
                     continue
-                again |= {(task, run["label"], seed) for run in runs if run and not has_checkpoint(args, run)}
+                again |= {(task, run["label"], seed) for run in runs if run and not checkpoint_of(args, run)}
     return sorted(again)
 
 
@@ -471,8 +493,12 @@ def job_folder(args: Args, task: str, label: str, seed: int) -> Path:
     return Path(args.work_dir).resolve() / args.name / task / label / f"seed_{seed}"
 
 
-def kept_folder(args: Args, job: Job) -> Path:
-    return Path(args.keep_dir) / job.task / job.algorithm.label / f"seed_{job.seed}"
+def keep_root(args: Args) -> Path:
+    return Path(args.keep_dir or Path(args.out_dir) / f"{args.name}_runs")
+
+
+def kept_folder(args: Args, task: str, label: str, seed: int) -> Path:
+    return keep_root(args) / task / label / f"seed_{seed}"
 
 
 # ---------------------------------------------------------------- statistics
@@ -932,23 +958,24 @@ def main(args: Args, argv: list[str]):
     """argv: the command line's arguments, recorded in the report."""
     check(args)
     args.name = args.name or f"grid_{args.budget}"
-    args.keep_dir = args.keep_dir or str(Path(args.out_dir) / f"{args.name}_runs")
     start = time.time()
     jobs = make_jobs(args, BUDGETS[args.budget])
     results, todo, failed = {}, [], []
     for job in jobs:
         command = display_command(list(job.command))
-        result = load_result(job.folder, command) or load_result(kept_folder(args, job), command)
+        result = load_result(job.folder, command) or load_result(job.kept, command)
         if result is None:
             todo.append(job)
         else:
-            save_result(kept_folder(args, job), result)  # a run finished before --keep-dir existed is kept too
+            save_result(job.kept, result)  # also a run finished before --keep-dir existed
             results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
     if not args.report_only and (again := trained_again(results, todo, args)):
         print(f"{len(again)} kept run(s) trained again for the cross-play their checkpoints are needed in", flush=True)
         todo = [job for job in jobs if job in todo or (job.task, job.algorithm.label, job.seed) in again]
         for task, label, seed in again:
             del results[(task, label)][seed]
+    unfinished = {(job.task, job.algorithm.label, job.seed) for job in todo}
+    keep_checkpoints(results, unfinished, args)
     planned = {}  # before --report-only drops the unfinished runs: the report says what is missing
     for job in jobs:
         planned.setdefault((job.task, job.algorithm.label), []).append(job.seed)
@@ -966,9 +993,11 @@ def main(args: Args, argv: list[str]):
             print(f"FAILED {failed[-1]}", flush=True)
             continue
         results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
-        save_result(kept_folder(args, job), result)
+        save_result(job.kept, result)
+        unfinished.discard((job.task, job.algorithm.label, job.seed))
         if job.task in ADVERSARIAL:
             cross_play(results, args)  # now, while the checkpoints are here
+            keep_checkpoints(results, unfinished, args)
         left = (time.time() - start) / count * (len(todo) - count)
         print(
             f"[{count}/{len(todo)}] {job.task} {job.algorithm.label} seed {job.seed}: final evaluation return "

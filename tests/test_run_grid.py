@@ -302,7 +302,8 @@ def test_cross_play_is_kept_per_pair_of_runs_and_a_run_it_still_needs_is_trained
 
     def job(label):
         algorithm = next(a for a in run_grid.ALGORITHMS if a.label == label)
-        return run_grid.Job("simple_tag", algorithm, 0, run_grid.job_folder(args, "simple_tag", label, 0), ())
+        folders = (folder(args, "simple_tag", label, 0) for folder in (run_grid.job_folder, run_grid.kept_folder))
+        return run_grid.Job("simple_tag", algorithm, 0, next(folders), (), next(folders))
 
     results = {("simple_tag", "pr2_ac"): {0: finished("pr2_ac", [[5, 1.0]])}}
     results[("simple_tag", "maddpg")] = {0: finished("maddpg", [[5, 2.0]])}
@@ -325,6 +326,34 @@ def test_cross_play_is_kept_per_pair_of_runs_and_a_run_it_still_needs_is_trained
     del results[("simple_tag", "maddpg")]
     assert run_grid.trained_again(results, [job("maddpg")], args) == [("simple_tag", "pr2_ac", 0)]
     assert run_grid.trained_again(results, [], args) == []
+
+
+def test_a_baseline_checkpoint_waiting_for_its_pairings_is_kept_until_they_are_played(tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(
+        run_grid, "policies_of", lambda run, path: loaded.append(path) or {"adversary_0": 0, "agent_0": 0}
+    )
+    monkeypatch.setattr(run_grid, "play", lambda *_: {"adversary_0": -1.0, "agent_0": 1.0})
+    args = run_grid.Args(work_dir=str(tmp_path / "work"), keep_dir=str(tmp_path / "kept"), name="grid")
+
+    def finished(label):
+        run = dict(task="simple_push", label=label, seed=2, command=label, eval_curve=[[5, 1.0]])
+        run |= dict(checkpoint=f"runs/simple_push__{label}__2/{label}.pt", max_cycles=25)
+        path = run_grid.job_folder(args, "simple_push", label, 2) / run["checkpoint"]
+        path.parent.mkdir(parents=True)
+        path.write_bytes(label.encode())
+        return run
+
+    results = {("simple_push", "maddpg"): {2: finished("maddpg")}}
+    kept = run_grid.kept_folder(args, "simple_push", "maddpg", 2) / results[("simple_push", "maddpg")][2]["checkpoint"]
+    run_grid.keep_checkpoints(results, {("simple_push", "pr2_soft", 2)}, args)
+    assert kept.read_bytes() == b"maddpg"  # pr2_soft has not run yet
+    shutil.rmtree(tmp_path / "work")  # the session ends; the next one trains pr2_soft on a fresh checkout
+    results[("simple_push", "pr2_soft")] = {2: finished("pr2_soft")}
+    table, missing = run_grid.cross_play(results, args)
+    assert not missing and len(table) == 4 and kept in loaded and run_grid.trained_again(results, [], args) == []
+    run_grid.keep_checkpoints(results, set(), args)
+    assert not kept.exists() and not (kept.parents[1]).exists()  # no pairing needs it any more
 
 
 def test_the_baseline_runs_first_within_each_task_and_seed():
