@@ -58,6 +58,7 @@ def execute(command: list[str], cwd: str) -> dict:
         output=output,
         wall_time=time.time() - start,
         cpu_time=usage.ru_utime + usage.ru_stime,
+        cpu=cpu(),  # the machine it ran on (a Ray worker's, not the driver's)
     )
 
 
@@ -134,15 +135,27 @@ def display_command(command: list[str]) -> str:
     return " ".join(["python", str(script), *command[2:]])
 
 
+def cpu() -> str:
+    """The CPU model and its widest vector instructions, e.g. 'AMD EPYC, avx512f'. Seeded runs are bit-identical on
+    one CPU, not across instruction sets (torch's kernels for AVX2 and AVX-512 round differently in the last bits).
+    Standard library only, like execute."""
+    info = Path("/proc/cpuinfo")  # Linux; elsewhere platform's name for the processor
+    lines = info.read_text().splitlines() if info.exists() else []
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    widest = next(
+        (flag for flag in ("avx512f", "avx2", "neon", "asimd") if flag in fields.get("flags", "").split()), ""
+    )
+    return ", ".join(filter(None, [model, widest]))
+
+
 def versions() -> str:
     from importlib.metadata import version
-
-    import torch
 
     packages = ", ".join(f"{name} {version(name)}" for name in ("pettingzoo", "mpe2", "gymnasium", "numpy"))
     return (
         f"torch {torch.__version__}, {packages}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.machine()} with {os.cpu_count()} cores"
+        f"{platform.system()} {platform.machine()} with {os.cpu_count()} cores ({cpu()})"
     )
 
 

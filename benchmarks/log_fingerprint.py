@@ -8,7 +8,9 @@ bit for bit, with the fingerprint committed in benchmarks/results/log_fingerprin
     python benchmarks/log_fingerprint.py              # after it: exit 1 and list every difference
 
 Values are compared as exact float32 bit patterns (hex), on CPU with one thread per run. A fingerprint is tied to
-the software versions it records; the check refuses to compare across versions.
+the software versions and the CPU it records (torch's kernels differ by instruction set, e.g. AVX2 and AVX-512, and
+so do the last bits of their results: the same seeded command is bit-identical on one machine, not across CPUs); the
+check refuses to compare across either.
 """
 
 import argparse
@@ -23,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import cpu  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
 FINGERPRINT = ROOT / "benchmarks" / "results" / "log_fingerprint.json"
@@ -112,13 +115,18 @@ def main():
         now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
     if options.record:
         saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
-        saved = {"versions": versions(), "commands": COMMANDS, "runs": {**saved["runs"], **now}}
+        saved = {"versions": versions(), "cpu": cpu(), "commands": COMMANDS, "runs": {**saved["runs"], **now}}
         FINGERPRINT.write_text(json.dumps(saved, indent=0) + "\n")
         print(f"recorded {', '.join(now)} in {FINGERPRINT.relative_to(ROOT)}")
         return
     saved = json.loads(FINGERPRINT.read_text())
     if saved["versions"] != versions():
         raise SystemExit(f"the fingerprint was recorded with {saved['versions']}, this is {versions()}: --record anew")
+    if saved.get("cpu") != cpu():
+        raise SystemExit(
+            f"the fingerprint was recorded on {saved.get('cpu', 'an unrecorded CPU')}, this is {cpu()}; float results "
+            "differ across CPUs: --record anew on this machine (before the change) and compare after it"
+        )
     failed = False
     for name, actual in now.items():
         if saved["commands"].get(name) != COMMANDS[name]:

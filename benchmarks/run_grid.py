@@ -323,6 +323,7 @@ def summarise(job: Job, outcome: dict) -> dict:
         seed=job.seed,
         command=display_command(list(job.command)),
         wall_time=outcome["wall_time"],
+        cpu=outcome["cpu"],
         schedule={key: run_args[key] for key in SCHEDULE},
         evaluation=dict(every=run_args["eval_every"], episodes=run_args["eval_episodes"]),
         eval_curve=scalars["eval/episodic_return"],
@@ -619,6 +620,7 @@ def write_report(
         "runs finished  ",
         f"Evaluation: {evaluation_protocol(finished)}  ",
         f"Software: {versions()}  ",
+        f"CPUs the runs trained on: {cpus(finished)} (a seeded run is bit-identical on one CPU, not across them)  ",
         f"Wall time: {timing['wall'] / 3600:.2f} h for this invocation ({timing['ran']} runs trained, "
         f"{timing['reused']} reused from earlier invocations); the runs' own wall times add up to "
         f"{timing['compute'] / 3600:.2f} h. Each run on one thread, "
@@ -674,6 +676,13 @@ def write_report(
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {error.splitlines()[0]}" for error in failed]
     out.write_text("\n".join(lines) + "\n")
+
+
+def cpus(finished: list) -> str:
+    counted = {}
+    for result in finished:
+        counted[result.get("cpu", "not recorded")] = counted.get(result.get("cpu", "not recorded"), 0) + 1
+    return "; ".join(f"{name} ({count} runs)" for name, count in sorted(counted.items())) or "–"
 
 
 def planned_seeds(planned: dict, tasks: list[str]) -> str:

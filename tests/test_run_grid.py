@@ -23,6 +23,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from benchmarks import run_grid
+from benchmarks.common import cpu
 from tests.helpers import ROOT, finite_scalars
 from utils.logger import read_scalars
 
@@ -141,6 +142,7 @@ def test_tiny_grid_reports_the_evaluation_headline_resumes_and_restarts_an_inter
     rows = table_rows(table, "simple_spread")
     assert list(rows) == ["pr2_soft", "maddpg"], rows
     assert "--budget smoke --tasks simple_spread" in table and "torch " in table and "mpe2 1." in table
+    assert f"CPUs the runs trained on: {cpu()} (4 runs)" in table
     assert (out / "grid_smoke_simple_spread.png").stat().st_size > 10_000
 
     # the headline read back from the logs: each run's last three evaluations averaged, then mean ± CI over seeds;
