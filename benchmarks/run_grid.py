@@ -25,6 +25,7 @@ benchmarks/results/grid_committed.md is the earlier grid's report (before --crit
 that wrote it is in this file's history (commit 51ab31b), its runs are not comparable with today's scripts.
 """
 
+import collections
 import concurrent.futures
 import glob
 import hashlib
@@ -679,9 +680,7 @@ def write_report(
 
 
 def cpus(finished: list) -> str:
-    counted = {}
-    for result in finished:
-        counted[result.get("cpu", "not recorded")] = counted.get(result.get("cpu", "not recorded"), 0) + 1
+    counted = collections.Counter(result.get("cpu", "not recorded") for result in finished)
     return "; ".join(f"{name} ({count} runs)" for name, count in sorted(counted.items())) or "–"
 
 
