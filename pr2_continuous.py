@@ -1,6 +1,5 @@
-# PR2 for continuous actions: Probabilistic Recursive Reasoning (Wen et al., ICLR 2019, arXiv 1901.09207).
-# --policy deterministic is the original PR2-AC; --policy soft (default) is our variant with an energy-based policy.
-# One self-contained file: networks, SVGD sampler, replay buffer, losses, training loop. Docs and results: README.md.
+# PR2, Probabilistic Recursive Reasoning (Wen et al., ICLR 2019, arXiv 1901.09207), for continuous actions, in one
+# file. --policy soft (default): our energy-based variant; --policy deterministic: PR2-AC. Docs, results: README.md
 import copy
 import os
 from dataclasses import asdict, dataclass
