@@ -474,6 +474,7 @@ def test_speed_ablations_and_targets_are_judged_from_the_runs():
     assert f"| cross-play simple_tag, good agents {tag}" in targets
     assert f"| cross-play simple_push, adversaries | {zero} (not significant) | not measured |" in targets
     assert "Its targets: simple_spread met (+3.00 ± 6.08); its aim **missed**; adversarial **missed**" in targets
+    assert targets.endswith(run_grid.TRIED)  # a missed target says what was tried
 
     # cross-play pairs seeds by seed, not by position: pr2_ac has only seed 1 here
     partial = {
