@@ -118,11 +118,14 @@ def env_actions(env, unit_actions: list[np.ndarray]) -> dict:
 
 
 @torch.no_grad()
-def charts(agents, names, obs, losses, noise_scale: float, device) -> dict:
-    """A log entry's scalars besides the episodes': losses, the noise scale, and on games with 1-D actions (the
-    differential game) the noise-free action, to plot the learning path."""
+def charts(agents, names, obs, losses, noise_scale: float | None, device, extra: dict | None = None) -> dict:
+    """A log entry's scalars besides the episodes': losses, the noise scale (None: the algorithm adds no noise), the
+    algorithm's `extra` ones, and on games with 1-D actions (the differential game) the noise-free action, to plot the
+    learning path."""
     scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
-    scalars["charts/noise_scale"] = noise_scale
+    if noise_scale is not None:
+        scalars["charts/noise_scale"] = noise_scale
+    scalars.update(extra or {})
     actions = noise_free_actions(agents, names, obs, device)
     if max(action.size for action in actions) == 1:
         scalars.update({f"charts/action/{name}": action.item() for name, action in zip(names, actions)})
@@ -199,6 +202,11 @@ class Algorithm:
     """the replay buffer class: ReplayBuffer or a subclass that adds the ways of reading it the update needs"""
     check_env: Callable | None = None
     """(agent names, args) -> None, or ValueError if the algorithm cannot play this env"""
+    explore: Callable | None = None
+    """(agents, agent names, observations, device) -> every agent's exploring action in [-1, 1]; None: the actor's
+    μ_θ(o^i) plus scheduled OU noise"""
+    extra_charts: Callable | None = None
+    """(n_updates, args) -> {tag: value} logged with every entry besides the losses (e.g. a temperature schedule)"""
 
 
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "agents", "optimizer", "step"]
@@ -276,10 +284,13 @@ def train(algorithm: Algorithm, args: Args, checkpoint: dict | None = None):
     # TRY NOT TO MODIFY: start the game
     obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
     for global_step in range(start_step, args.total_timesteps):
-        # ALGO LOGIC: act with μ_θ(o) plus scheduled OU noise, clipped to [-1, 1]
-        noise_scale = run.schedule_value(noise_schedule, global_step)
-        actions = noise_free_actions(agents, names, obs, device)
-        unit_actions = [np.clip(a + noise_scale * noise.sample(), -1.0, 1.0) for a, noise in zip(actions, noises)]
+        # ALGO LOGIC: act with μ_θ(o) plus scheduled OU noise, clipped to [-1, 1], unless the algorithm explores itself
+        if algorithm.explore is None:
+            noise_scale = run.schedule_value(noise_schedule, global_step)
+            actions = noise_free_actions(agents, names, obs, device)
+            unit_actions = [np.clip(a + noise_scale * noise.sample(), -1.0, 1.0) for a, noise in zip(actions, noises)]
+        else:
+            noise_scale, unit_actions = None, algorithm.explore(agents, names, obs, device)
         next_obs, rewards, terminations, truncations, _ = env.step(env_actions(env, unit_actions))
 
         # TRY NOT TO MODIFY: record the transition; bootstrap through truncation, not termination
@@ -304,7 +315,8 @@ def train(algorithm: Algorithm, args: Args, checkpoint: dict | None = None):
                 raise SystemExit(f"{script}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
         # TRY NOT TO MODIFY: log, evaluate and save when due; on Ctrl-C save and exit
-        charts_now = partial(charts, agents, names, obs, losses, noise_scale, device)
+        extra = algorithm.extra_charts(n_updates, args) if algorithm.extra_charts else None
+        charts_now = partial(charts, agents, names, obs, losses, noise_scale, device, extra)
         session.end_step(global_step + 1, charts_now, training_state, evaluate)
     session.finish(training_state, evaluate)
     env.close()
