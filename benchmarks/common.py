@@ -1,6 +1,6 @@
-"""Pieces shared by the benchmark scripts: resumable runs of a script in its own folder, reading a run back, the
-differential game's learning path and its landscape picture, what a checkpoint's learned critics and opponent models
-say about the differential game, and the software versions for the record."""
+"""Pieces shared by the benchmark scripts: resumable runs of a script in its own folder, one differential-game run
+with what its checkpoint learned (critic maxima, opponent models), its report tables and pictures, and the software
+versions for the record."""
 
 import argparse
 import concurrent.futures
@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from utils.envs import ACTION_SCALE, differential_reward  # noqa: E402
+from utils.logger import read_scalars  # noqa: E402
 
 SUCCESS_RADIUS = 1.0  # env units from the differential game's global optimum (5, 5)
 GLOBAL, LOCAL = 5.0, -5.0  # every agent's own action at the differential game's global and local optimum, env units
+GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for critic_maximum (9 with more agents)
 
 
 # ---------------------------------------------------------------- runs
@@ -44,22 +46,17 @@ def prepare(folder: Path):
 
 
 def execute(command: list[str], cwd: str) -> dict:
-    """Run one training command in `cwd` and report how it went, with its wall time and its own CPU time (user +
-    system; unlike wall time, it does not grow when other processes share the cores). Standard library only, so
-    that a cluster worker (e.g. a Ray task) can run it without this repository's imports."""
+    """Run one training command in `cwd`: its return code, output, wall time, own CPU time (user + system, which
+    does not grow when other processes share the cores) and CPU. Standard library only, so that a cluster worker
+    (e.g. a Ray task) can run it without this repository's imports."""
     start = time.time()
     env = dict(os.environ, PYTHONHASHSEED="0")
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return dict(
-        returncode=process.returncode,
-        output=output,
-        wall_time=time.time() - start,
-        cpu_time=usage.ru_utime + usage.ru_stime,
-        cpu=cpu(),  # the machine it ran on (a Ray worker's, not the driver's)
-    )
+    return dict(returncode=process.returncode, output=output, wall_time=time.time() - start,
+                cpu_time=usage.ru_utime + usage.ru_stime, cpu=cpu())  # fmt: skip
 
 
 def finish(folder: Path, command: list[str], outcome: dict) -> Path:
@@ -92,10 +89,11 @@ def parse_config(text: str) -> tuple[str, str, list[str]]:
     return label, script, [flag for flag in flags.split(",") if flag]
 
 
-def differential_command(script: str, scenario: str, seed: int, flags: list[str]) -> list[str]:
-    """The command of one differential-game run: checkpoint at the end, one evaluation episode, one thread."""
-    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario]
-    return command + ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
+def parse_configs(texts: list[str], parser: argparse.ArgumentParser) -> list[tuple[str, str, list[str]]]:
+    configs = [parse_config(text) for text in texts]
+    if len({label for label, _, _ in configs}) < len(configs):
+        parser.error("--configs: every configuration needs its own label")
+    return configs
 
 
 def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
@@ -143,9 +141,8 @@ def cpu() -> str:
     lines = info.read_text().splitlines() if info.exists() else []
     fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
     model = fields.get("model name") or platform.processor() or platform.machine()
-    widest = next(
-        (flag for flag in ("avx512f", "avx2", "neon", "asimd") if flag in fields.get("flags", "").split()), ""
-    )
+    flags = fields.get("flags", "").split()
+    widest = next((flag for flag in ("avx512f", "avx2", "neon", "asimd") if flag in flags), "")
     return ", ".join(filter(None, [model, widest]))
 
 
@@ -160,6 +157,14 @@ def versions() -> str:
 
 
 # ---------------------------------------------------------------- the differential game
+def soft_schedule() -> tuple[float, float]:
+    """(first α, final α) of pr2_continuous.py's soft policy at its defaults on the differential game."""
+    import pr2_continuous
+
+    args = pr2_continuous.resolve_args(pr2_continuous.Args(env="differential", policy="soft"))
+    return args.alpha_start, args.alpha
+
+
 def learning_path(scalars: dict) -> list[tuple]:
     """The noise-free joint action over training in env units, [(step, a¹, a², ...), ...], from charts/action/*."""
     n_agents = sum(tag.startswith("charts/action/agent_") for tag in scalars)
@@ -181,6 +186,30 @@ def differential_outcome(path: list, scenario: str) -> dict:
         reward=float(differential_reward(a1, a2, split_formula(scenario)[0], others)),
         success=bool(np.linalg.norm(np.array(path[-1][1:]) - 5) <= SUCCESS_RADIUS),
     )
+
+
+def differential_command(script: str, scenario: str, seed: int, flags: list[str]) -> list[str]:
+    """The command of one differential-game run: checkpoint at the end, one evaluation episode, one thread."""
+    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario]
+    return command + ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
+
+
+def differential_run(folder: Path, label: str, script: str, flags: list[str], scenario: str, seed: int) -> dict:
+    """One differential-game run in `folder`, resumed from its result.json unless its command changed: the learning
+    path and where it ends, the evaluation return, the timing and what the checkpoint learned (diagnose)."""
+    command = differential_command(script, scenario, seed, flags)
+    result = load_result(folder, display_command(command))
+    if result is not None:
+        return result
+    run_dir, timing = train_once(folder, command)
+    scalars = read_scalars(str(run_dir))
+    path = learning_path(scalars)
+    evaluation = scalars.get("eval/episodic_return", [(None, float("nan"))])
+    result = dict(label=label, game=scenario, seed=seed, command=display_command(command),
+                  **differential_outcome(path, scenario), eval_return=evaluation[-1][1], **timing,
+                  **diagnose(next(run_dir.glob("*.pt")), script), path=path)  # fmt: skip
+    save_result(folder, result)
+    return result
 
 
 def panels(count: int, size: tuple[float, float], max_cols: int = 4):
@@ -223,10 +252,35 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
     plt.close(fig)
 
 
+def draw_actions(results: dict, scenario: str, path: Path, title: str):
+    """Every seed's noise-free actions over training, one panel per configuration (for more than two agents): green
+    for a seed that ends at the global optimum, red otherwise, one line style per agent."""
+    from matplotlib.lines import Line2D
+
+    styles, n_agents = ["-", "--", ":", "-."], split_formula(scenario)[1]
+    plt, fig, axes = panels(len(results), (5.2, 4), max_cols=3)
+    for ax, (label, rows) in zip(axes.flat, results.items()):
+        for r in rows:
+            trajectory = np.array(r["path"])
+            color = "tab:green" if r["success"] else "tab:red"
+            for i in range(n_agents):
+                ax.plot(trajectory[:, 0], trajectory[:, 1 + i], color=color, ls=styles[i % 4], lw=0.8, alpha=0.6)
+        for level in (GLOBAL, LOCAL):
+            ax.axhline(level, color="black", lw=0.6, ls=":")
+        wins = sum(r["success"] for r in rows)
+        ax.set(title=f"{label}: {wins}/{len(rows)} at the global optimum", ylim=(-10.5, 10.5))
+        ax.set(xlabel="environment step", ylabel="noise-free action (env units)")
+    handles = [Line2D([], [], color="tab:green", label="seed ends at the global optimum"),
+               Line2D([], [], color="tab:red", label="seed ends elsewhere")]  # fmt: skip
+    handles += [Line2D([], [], color="gray", ls=styles[i % 4], label=f"agent {i}") for i in range(n_agents)]
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------- what a checkpoint learned on the differential game
-GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for critic_maximum (9 with more agents)
-
-
 def load_agents(checkpoint_path: Path, script: str = "pr2_continuous.py") -> torch.nn.ModuleList | None:
     """The agents of a checkpoint of `script`, pr2_continuous.py or baselines/maddpg.py, built as the script builds
     them from the checkpoint's own flags and sizes; None for any other script's (or a non-PR2 checkpoint)."""
@@ -274,14 +328,14 @@ def critic_maximum(q, n_agents: int, points: int | None = None, chunk: int = 65_
     return dict(argmax=[float(a) * ACTION_SCALE for a in grid[k]], q_max=float(values[k]), q_optimum=optimum)
 
 
-def opponent_model_view(agent: torch.nn.Module, alphas=(20.0, 0.5), n_samples: int = 4096) -> dict:
+def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None = None, n_samples: int = 4096) -> dict:
     """What a PR2 agent's opponent model ρ contributes at the differential game's one state.
 
     response: [at own action +5, at -5], each ρ's mean prediction of the other agents' actions (env units, in agent
-    order) given that own action. gap: {'rho@20': ..., 'uniform@0.5': ...}, Q^i(s, +5) - Q^i(s, -5), the soft values
+    order) given that own action. gap: {'rho@<α>': ..., 'uniform@<α>': ...}, Q^i(s, +5) - Q^i(s, -5), the soft values
     α·log E_b exp(Q^i(s, a, b)/α) of the two optima's own actions under the learned joint critic (pr2_continuous's
-    soft_marginal), with b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (the soft policy's
-    start and end values on this game). Its own fixed seed: the same numbers on every read."""
+    soft_marginal), with b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (default
+    soft_schedule(): the soft policy's first and final α on this game). Its own fixed seed: the same on every read."""
     import pr2_continuous
 
     state = torch.zeros(2, agent.joint_critic.input_layers[0].in_features)
@@ -293,7 +347,101 @@ def opponent_model_view(agent: torch.nn.Module, alphas=(20.0, 0.5), n_samples: i
         gap = {}
         for marginal in ("rho", "uniform"):
             flags = argparse.Namespace(soft_marginal=marginal, marginal_particles=n_samples)
-            for alpha in alphas:
+            for alpha in alphas or soft_schedule():
                 value = pr2_continuous.soft_marginal(agent, state, own, alpha, flags)[:, 0]
                 gap[f"{marginal}@{alpha:g}"] = float(value[0] - value[1])
     return dict(response=response.tolist(), gap=gap)
+
+
+def diagnose(checkpoint: Path, script: str) -> dict:
+    """Each agent's critic maximum (PR2's joint critics, MADDPG's centralised ones) and, for PR2, what its ρ says."""
+    agents = load_agents(checkpoint, script)
+    if agents is None:
+        return dict(critics=[], opponent_models=[])
+    critics = [critic_maximum(critic_of(agent, i), len(agents)) for i, agent in enumerate(agents)]
+    models = [opponent_model_view(agent) for agent in agents if hasattr(agent, "opponent_model")]
+    return dict(critics=critics, opponent_models=models)
+
+
+# ---------------------------------------------------------------- the differential game's report
+def signed(values, digits: int = 1) -> str:
+    return "(" + ", ".join(f"{v:+.{digits}f}" for v in values) + ")"
+
+
+def legend() -> list[str]:
+    """What differential_tables reports, for the head of a report."""
+    grid = ", ".join(f"{p} points per agent with {n}" for n, p in GRID_POINTS.items())
+    return [
+        f"**Global optimum**: the final noise-free joint action (the last logged `charts/action/*`) within "
+        f"{SUCCESS_RADIUS:g} env unit of (5, …, 5), where the reward is 10; the local optimum (−5, …, −5) pays 0. "
+        "**Final reward**: the reward there; **evaluation return**: `eval/episodic_return` of the one evaluation "
+        "episode after training (the same noise-free policy). **CPU time**: user + system time of the run's process.",
+        "",
+        "Per seed and agent i, from the checkpoint at the end of training: **critic max**, where agent i's learned "
+        "critic of the joint action (PR2's joint critic Q^i(s, a^i, a^-i), MADDPG's centralised Q^i) peaks on a grid "
+        f"of joint actions ({grid} agents), and its value there; **Q at optimum**: its value at (5, …, 5). "
+        "**ρ(·|±5)**: agent i's opponent model's mean prediction of the other agents' actions (in agent order) given "
+        "its own action ±5. **Gap**: Q^i(s, +5) − Q^i(s, −5), the soft values α·log E_b exp(Q^i(s, a, b)/α) of the "
+        "two optima's own actions under the learned joint critic, with b from ρ(·|s, a) or uniform on "
+        "[−10, 10]^(n−1), 4,096 samples, at the first and final α of the soft policy at its differential-game "
+        f"defaults ({' and '.join(f'{alpha:g}' for alpha in soft_schedule())}). No ρ or no critic: —.",
+        "",
+    ]
+
+
+def differential_tables(game: str, by_label: dict, n_seeds: int, picture: Path) -> list[str]:
+    """One game's report: the picture of every seed's path, a row per configuration, the mean of what the opponent
+    models say, and every seed of every configuration with each agent's diagnostics (diagnose)."""
+    n_agents = split_formula(game)[1]
+    title = f"{game}: every seed's noise-free {'joint action' if n_agents == 2 else 'actions'} during training"
+    (draw_paths if n_agents == 2 else draw_actions)(by_label, game, picture, title)
+    lines = [f"![{game}]({picture.name})", "", "| configuration | global optimum | mean final reward "
+             "| mean evaluation return | CPU time per seed, mean / max |", "|---|---|---|---|---|"]  # fmt: skip
+    for label, rows in by_label.items():
+        missing = f" ({n_seeds - len(rows)} of {n_seeds} seeds missing)" if len(rows) < n_seeds else ""
+        cells = ["—"] * 3
+        if rows:
+            cpu_time = [r["cpu_time"] for r in rows]
+            cells = [f"{np.mean([r['reward'] for r in rows]):.2f}", f"{np.mean([r['eval_return'] for r in rows]):.2f}",
+                     f"{np.mean(cpu_time):.0f} s / {max(cpu_time):.0f} s"]  # fmt: skip
+        lines.append(f"| {label} | {sum(r['success'] for r in rows)}/{len(rows)}{missing} | {' | '.join(cells)} |")
+    models = {label: [m for r in rows for m in r["opponent_models"]] for label, rows in by_label.items()}
+    keys = next((list(ms[0]["gap"]) for ms in models.values() if ms), [])
+    gap_columns = [f"gap, {key.replace('@', ', α = ')}" for key in keys]
+    if keys:
+        header = ["configuration", "ρ(·\\|+5)", "ρ(·\\|−5)", *gap_columns]
+        lines += ["", "Opponent models, mean over seeds and agents (the columns of the seed tables below).", ""]
+        lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        for label, ms in ((label, ms) for label, ms in models.items() if ms):
+            response = np.mean([m["response"] for m in ms], 0)
+            gaps = [f"{np.mean([m['gap'][key] for m in ms]):+.2f}" for key in keys]
+            lines.append(f"| {label} | {signed(response[0])} | {signed(response[1])} | {' | '.join(gaps)} |")
+    lines.append("")
+    for label, rows in by_label.items():
+        lines += seed_table(label, rows, n_agents, keys)
+    return lines
+
+
+def seed_table(label: str, rows: list[dict], n_agents: int, keys: list[str]) -> list[str]:
+    """Every seed of one configuration on one game: its outcome, then one line per agent with its diagnostics."""
+    if not rows:
+        return [f"### {label}: no finished run", ""]
+    command = rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ")
+    header = ["seed", "final joint action", "final reward", "eval return", "global optimum", "CPU time", "agent",
+              "critic max at", "critic max", "Q at optimum", "ρ(·\\|+5)"]  # fmt: skip
+    header += [f"gap, {key.replace('@', ', α = ')}" for key in keys]
+    lines = [f"### {label}: global optimum in {sum(r['success'] for r in rows)} of {len(rows)} finished seeds", "",
+             f"`{command}`", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]  # fmt: skip
+    for r in rows:
+        run = [str(r["seed"]), signed(r["final_action"], 2), f"{r['reward']:.2f}", f"{r['eval_return']:.2f}",
+               "yes" if r["success"] else "no", f"{r['cpu_time']:.0f} s"]  # fmt: skip
+        for i in range(n_agents):
+            cells = ["—"] * (4 + len(keys))
+            if r["critics"]:
+                critic = r["critics"][i]
+                cells[:3] = [signed(critic["argmax"]), f"{critic['q_max']:.2f}", f"{critic['q_optimum']:.2f}"]
+            if r["opponent_models"]:
+                model = r["opponent_models"][i]
+                cells[3:] = [signed(model["response"][0])] + [f"{model['gap'][key]:+.2f}" for key in keys]
+            lines.append("| " + " | ".join((run if i == 0 else [""] * len(run)) + [str(i), *cells]) + " |")
+    return [*lines, ""]

@@ -9,8 +9,7 @@ bit for bit, with the fingerprint committed in benchmarks/results/log_fingerprin
 
 Values are compared as exact float32 bit patterns (hex), on CPU with one thread per run. A fingerprint is tied to
 the software versions and the CPU it records (torch's kernels differ by instruction set, e.g. AVX2 and AVX-512, and
-so do the last bits of their results: the same seeded command is bit-identical on one machine, not across CPUs); the
-check refuses to compare across either.
+so do the last bits of their results); the check refuses to compare across either.
 """
 
 import argparse
@@ -24,47 +23,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from benchmarks.common import cpu  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
 FINGERPRINT = ROOT / "benchmarks" / "results" / "log_fingerprint.json"
-PARTICLE = [
-    "--env",
-    "particle",
-    "--total-timesteps",
-    "1200",
-    "--learning-starts",
-    "400",
-    "--eval-episodes",
-    "2",
-    "--save-model",
-]
+PARTICLE = "--env particle --total-timesteps 1200 --learning-starts 400 --eval-episodes 2 --save-model"
 COMMANDS = {
-    "continuous_soft": ["pr2_continuous.py", *PARTICLE, "--log-every", "200", "--seed", "3"],
-    "continuous_deterministic": [
-        *["pr2_continuous.py", *PARTICLE, "--log-every", "200", "--seed", "3", "--policy", "deterministic"]
-    ],
-    "continuous_differential": [
-        *[
-            "pr2_continuous.py",
-            "--env",
-            "differential",
-            "--total-timesteps",
-            "500",
-            "--learning-starts",
-            "200",
-            "--save-model",
-        ]
-    ],
-    "discrete_pr2q": ["pr2_discrete.py", "--env", "matrix", "--total-timesteps", "300", "--save-model", "--seed", "2"],
-    "discrete_deep": [
-        *["pr2_discrete.py", "--env", "particle", "--total-timesteps", "1200", "--learning-starts", "400"],
-        *["--save-model", "--eval-episodes", "2", "--seed", "2"],
-    ],
-    "maddpg": ["baselines/maddpg.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
-    "ddpg": ["baselines/ddpg.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
-    "ddpg_om": ["baselines/ddpg_om.py", *PARTICLE, "--log-every", "200", "--seed", "4"],
+    name: command.split()
+    for name, command in {
+        "continuous_soft": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3",
+        "continuous_deterministic": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3 --policy deterministic",
+        "continuous_differential": "pr2_continuous.py --env differential --total-timesteps 500 --learning-starts 200 "
+        "--save-model",
+        "discrete_pr2q": "pr2_discrete.py --env matrix --total-timesteps 300 --save-model --seed 2",
+        "discrete_deep": "pr2_discrete.py --env particle --total-timesteps 1200 --learning-starts 400 --save-model "
+        "--eval-episodes 2 --seed 2",
+        "maddpg": f"baselines/maddpg.py {PARTICLE} --log-every 200 --seed 4",
+        "ddpg": f"baselines/ddpg.py {PARTICLE} --log-every 200 --seed 4",
+        "ddpg_om": f"baselines/ddpg_om.py {PARTICLE} --log-every 200 --seed 4",
+    }.items()
 }
 
 
@@ -74,9 +51,7 @@ def versions() -> dict:
     import pettingzoo
     import torch
 
-    return dict(
-        torch=torch.__version__, numpy=numpy.__version__, pettingzoo=pettingzoo.__version__, mpe2=mpe2.__version__
-    )
+    return {module.__name__: module.__version__ for module in (torch, numpy, pettingzoo, mpe2)}
 
 
 def fingerprint_of(name: str) -> dict:
@@ -111,22 +86,19 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (one CPU thread each)")
     parser.add_argument("--ignore", nargs="*", default=[], help="tag prefixes left out of the comparison")
     options = parser.parse_args()
+    saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
+    if not options.record and saved.get("versions") != versions():
+        raise SystemExit(f"the fingerprint was recorded with {saved.get('versions')}, this is {versions()}: --record")
+    if not options.record and saved.get("cpu") != cpu():
+        raise SystemExit(f"the fingerprint was recorded on {saved.get('cpu')}, this is {cpu()}; float results differ "
+                         "across CPUs: --record on this machine before the change and compare after it")  # fmt: skip
     with ThreadPoolExecutor(options.workers) as pool:
         now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
     if options.record:
-        saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
         saved = {"versions": versions(), "cpu": cpu(), "commands": COMMANDS, "runs": {**saved["runs"], **now}}
         FINGERPRINT.write_text(json.dumps(saved, indent=0) + "\n")
         print(f"recorded {', '.join(now)} in {FINGERPRINT.relative_to(ROOT)}")
         return
-    saved = json.loads(FINGERPRINT.read_text())
-    if saved["versions"] != versions():
-        raise SystemExit(f"the fingerprint was recorded with {saved['versions']}, this is {versions()}: --record anew")
-    if saved.get("cpu") != cpu():
-        raise SystemExit(
-            f"the fingerprint was recorded on {saved.get('cpu', 'an unrecorded CPU')}, this is {cpu()}; float results "
-            "differ across CPUs: --record anew on this machine (before the change) and compare after it"
-        )
     failed = False
     for name, actual in now.items():
         if saved["commands"].get(name) != COMMANDS[name]:
@@ -136,8 +108,7 @@ def main():
         kept = lambda scalars: {t: v for t, v in scalars.items() if not t.startswith(tuple(options.ignore))}  # noqa: E731
         found = differences(kept(saved["runs"][name]), kept(actual))
         print(f"{name}: {'identical' if not found else 'DIFFERENT'} ({sum(map(len, actual.values()))} values)")
-        for line in found:
-            print(f"  {line}")
+        print("".join(f"  {line}\n" for line in found), end="")
         failed = failed or bool(found)
     raise SystemExit(1 if failed else 0)
 

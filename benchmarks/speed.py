@@ -6,12 +6,9 @@
 Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
 `update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
 On the CPU the rate is taken over the process's CPU time (one thread), which time-slicing with other processes does
-not inflate; wall-clock rates are listed too. On the GPU the wall-clock rate is the measure (the GPU is synchronised
-before the clock stops; the CPU time is only the host's share). Whole training runs are slower than this by the
-environment steps and logging (see charts/SPS in their logs).
+not inflate; on the GPU over wall-clock time, the GPU synchronised before the clock stops.
 """
 
-import platform
 import statistics
 import sys
 import time
@@ -26,19 +23,14 @@ import tyro
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import pr2_continuous as pr2  # noqa: E402
+from benchmarks.common import versions  # noqa: E402
 from utils.envs import global_state_dim, make_env  # noqa: E402
 
 
 @dataclass
 class Args:
-    configs: list[str] = field(
-        default_factory=lambda: [
-            "differential:deterministic",
-            "differential:soft",
-            "particle:deterministic",
-            "particle:soft",
-        ]
-    )
+    configs: list[str] = field(default_factory="differential:deterministic differential:soft particle:deterministic "
+                               "particle:soft".split)  # fmt: skip
     """'env:policy' pairs, with the script's per-env defaults (batch size etc.)"""
     steps: int = 200
     """timed gradient steps per repeat"""
@@ -62,17 +54,11 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: st
     agents = pr2.build_agents(obs_dims, act_dims, state_dim, args).to(device)
     optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=3e-4, fused=True)
     buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, device, state_dim)
+    done = [float(env_name == "differential")] * len(obs_dims)
     for _ in range(2_000):
-        done = 1.0 if env_name == "differential" else 0.0
-        buffer.add(
-            [np.random.randn(d) for d in obs_dims],
-            [np.random.uniform(-1, 1, d) for d in act_dims],
-            [0.0] * len(obs_dims),
-            [np.random.randn(d) for d in obs_dims],
-            [done] * len(obs_dims),
-            np.random.randn(state_dim),
-            np.random.randn(state_dim),
-        )
+        obs, next_obs = ([np.random.randn(d) for d in obs_dims] for _ in range(2))
+        actions = [np.random.uniform(-1, 1, d) for d in act_dims]
+        buffer.add(obs, actions, [0.0] * len(obs_dims), next_obs, done, *np.random.randn(2, state_dim))
     # n_updates counts the gradient steps as training does: α's anneal and a Polyak update every
     # --target-update-interval steps are part of what is timed
     for n_updates in range(10):  # warm-up
@@ -95,20 +81,24 @@ def main(args: Args):
         env_name, policy = config.split(":")
         results = [gradient_steps_per_second(env_name, policy, args.steps, args.device) for _ in range(args.repeats)]
         rate, wall_rate = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
-        batch = results[0][2]
-        rows.append(
-            f"| {env_name} | {policy} | {args.device} | {batch} | {rate:.0f} | {1000 / rate:.1f} ms | {wall_rate:.0f} |"
-        )
+        cells = [
+            env_name,
+            policy,
+            args.device,
+            results[0][2],
+            f"{rate:.0f}",
+            f"{1000 / rate:.1f} ms",
+            f"{wall_rate:.0f}",
+        ]
+        rows.append("| " + " | ".join(map(str, cells)) + " |")
         print(rows[-1], flush=True)
-    machine = platform.processor() or platform.machine()
-    if args.device == "cuda":
-        machine += f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda}); the wall-clock rate is the measure"
+    gpu = f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if args.device == "cuda" else ""
     lines = [
         "# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)",
         "",
         f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
-        f"torch {torch.__version__}, Python {platform.python_version()}, {machine}; "
-        f"median of {args.repeats} × {args.steps} steps. One gradient step updates every agent's four networks.",
+        f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps. "
+        "One gradient step updates every agent's four networks.",
         "",
         "| env | policy | device | batch | gradient steps per CPU second | CPU time per step | per wall-clock second |",
         "|---|---|---|---|---|---|---|",

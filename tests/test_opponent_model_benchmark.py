@@ -1,18 +1,25 @@
-"""benchmarks/opponent_model.py --train and the diagnostics it reports (benchmarks/common.py): the critic maximum and
-ρ's response on known networks, a run redone only when its command changes, and a tiny three-agent benchmark end to
-end (every seed in the report, with finite diagnostics)."""
+"""benchmarks/opponent_model.py and the diagnostics it reports (benchmarks/common.py): the soft values of --gaps
+against a direct sum at pr2_continuous.py's own α schedule, the critic maximum and ρ's response on known networks, a
+run redone only when its command changes, and a tiny three-agent benchmark end to end (every seed in the report, with
+finite diagnostics)."""
 
 import json
 import math
 import re
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 import pr2_continuous
+from benchmarks import opponent_model
 from benchmarks.common import critic_maximum, critic_of, opponent_model_view, train_once
 from tests.helpers import run_ok
+
+# the soft policy's α schedule on the differential game, from the script itself
+SCHEDULE = pr2_continuous.resolve_args(pr2_continuous.Args(env="differential", policy="soft"))
+ALPHAS = (SCHEDULE.alpha_start, SCHEDULE.alpha)
 
 PEAK = torch.tensor([0.3, -0.2, 0.7])  # the stub critics' maximum, in [-1, 1] units: (+3, -2, +7) env
 SLOPE = torch.tensor([1.0, -0.4])  # the stub ρ predicts the others' actions SLOPE · own action
@@ -55,13 +62,36 @@ def test_opponent_model_view_reports_the_known_response_and_gaps():
     assert view["response"][0] == pytest.approx([5.0, -2.0], abs=0.05)  # SLOPE · (+5), env units
     assert view["response"][1] == pytest.approx([-5.0, 2.0], abs=0.05)
     own_gap = (-0.5 - 0.3) ** 2 - (0.5 - 0.3) ** 2  # Q's own term at +5 minus at -5
-    for alpha in ("20", "0.5"):
+    assert set(view["gap"]) == {
+        f"{m}@{a:g}" for m in ("rho", "uniform") for a in (SCHEDULE.alpha_start, SCHEDULE.alpha)
+    }
+    for alpha in (f"{SCHEDULE.alpha_start:g}", f"{SCHEDULE.alpha:g}"):
         # uniform: the same samples at both own actions, so their term cancels exactly
         assert view["gap"][f"uniform@{alpha}"] == pytest.approx(own_gap, abs=1e-4)
         # ρ: the others play SLOPE · a, (0.5, -0.2) at +5 and (-0.5, 0.2) at -5, against PEAK's (-0.2, 0.7)
         others_gap = (0.3**2 + 0.5**2) - (0.7**2 + 0.9**2)
         assert view["gap"][f"rho@{alpha}"] == pytest.approx(own_gap + others_gap, abs=0.05)
     assert opponent_model_view(stub_agent(0)) == view  # its own fixed seed
+
+
+def test_gap_tables_follow_pr2_continuous_schedule_and_match_a_direct_sum():
+    role = opponent_model.role_gaps("paper_n3", 0)
+    alphas = [row["alpha"] for row in role["rows"]]
+    assert (alphas[0], alphas[-1]) == ALPHAS and alphas == sorted(alphas, reverse=True)
+    # the symmetric grid of partner actions against every ordered pair (b1, b2), trapezoid weights
+    reward, roles = opponent_model.game("paper_n3")
+    nodes = np.arange(-10.0, 10.0 + opponent_model.STEP / 2, opponent_model.STEP)
+    weight = np.r_[0.5, np.ones(len(nodes) - 2), 0.5]
+    b1, b2 = (x.ravel() for x in np.meshgrid(nodes, nodes))
+    w = np.outer(weight, weight).ravel() / np.outer(weight, weight).sum()
+    own = np.array([opponent_model.GLOBAL, 0.0, opponent_model.LOCAL])
+    v_u, v_rho, v_br = opponent_model.soft_values(reward, roles, 0, own, alphas[:1] + [2.0])
+    for k, alpha in enumerate(alphas[:1] + [2.0]):
+        r = np.stack([reward(np.stack([np.full_like(b1, a), b1, b2], -1)) for a in own])  # [own, partners]
+        uniform = alpha * np.log((w * np.exp(r / alpha)).sum(1))
+        rho = alpha * np.log((w * np.exp(2 * r / alpha)).sum(1) / (w * np.exp(r / alpha)).sum(1))  # b ~ w·exp(r/α)
+        assert v_u[k] == pytest.approx(uniform, abs=1e-9) and v_rho[k] == pytest.approx(rho, abs=1e-9)
+    assert v_br == pytest.approx(r.max(1))
 
 
 def test_a_run_is_redone_only_when_its_command_changes(tmp_path):
