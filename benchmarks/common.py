@@ -1,6 +1,5 @@
-"""Pieces shared by the benchmark scripts: resumable runs of a script in its own folder, one differential-game run
-with what its checkpoint learned (critic maxima, opponent models), its report tables and pictures, and the software
-versions for the record."""
+"""Shared by the benchmark scripts: resumable runs of a script in its own folder, and differential-game runs with
+what their checkpoints learned (critic maxima, opponent models), their report tables and pictures."""
 
 import argparse
 import concurrent.futures
@@ -32,10 +31,8 @@ GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for criti
 def load_result(folder: Path, command: str | None = None) -> dict | None:
     """The finished run's result.json, if there is one (and, given a command, if its 'command' is that one)."""
     path = folder / "result.json"
-    if not path.exists():
-        return None
-    result = json.loads(path.read_text())
-    return result if command is None or result.get("command") == command else None
+    result = json.loads(path.read_text()) if path.exists() else None
+    return result if result is None or command is None or result.get("command") == command else None
 
 
 def prepare(folder: Path):
@@ -80,19 +77,15 @@ def save_result(folder: Path, result: dict):
     save_json(folder / "result.json", result)
 
 
-def parse_config(text: str) -> tuple[str, str, list[str]]:
-    """A benchmark configuration 'label=script.py:flag,flag,...' -> (label, script, [flag, ...])."""
-    label, _, rest = text.partition("=")
-    script, _, flags = rest.partition(":")
-    if not label or not script.endswith(".py"):
-        raise SystemExit(f"error: config {text!r} is not 'label=script.py:flag,flag,...'")
-    return label, script, [flag for flag in flags.split(",") if flag]
-
-
 def parse_configs(texts: list[str], parser: argparse.ArgumentParser) -> list[tuple[str, str, list[str]]]:
-    configs = [parse_config(text) for text in texts]
-    if len({label for label, _, _ in configs}) < len(configs):
-        parser.error("--configs: every configuration needs its own label")
+    """Benchmark configurations 'label=script.py:flag,flag,...' -> [(label, script, [flag, ...]), ...]."""
+    configs = []
+    for text in texts:
+        label, _, rest = text.partition("=")
+        script, _, flags = rest.partition(":")
+        if not label or not script.endswith(".py") or label in [config[0] for config in configs]:
+            parser.error(f"--configs: {text!r} is not 'label=script.py:flag,flag,...' with a label of its own")
+        configs.append((label, script, [flag for flag in flags.split(",") if flag]))
     return configs
 
 
@@ -167,8 +160,7 @@ def soft_schedule() -> tuple[float, float]:
 
 def learning_path(scalars: dict) -> list[tuple]:
     """The noise-free joint action over training in env units, [(step, a¹, a², ...), ...], from charts/action/*."""
-    n_agents = sum(tag.startswith("charts/action/agent_") for tag in scalars)
-    series = [scalars[f"charts/action/agent_{i}"] for i in range(n_agents)]
+    series = [scalars[f"charts/action/agent_{i}"] for i in range(sum("charts/action/agent_" in t for t in scalars))]
     return [(points[0][0], *(value * ACTION_SCALE for _, value in points)) for points in zip(*series)]
 
 
@@ -229,53 +221,45 @@ def panels(count: int, size: tuple[float, float], max_cols: int = 4):
 
 
 def draw_paths(results: dict, formula: str, path: Path, title: str):
-    """The reward landscape with every seed's learning path, one panel per label: {label: [result, ...]} where each
-    result has 'path' and 'success'. White paths end at the global optimum, red ones elsewhere."""
-    grid = np.linspace(-10, 10, 401)
-    formula, n_agents = split_formula(formula)  # with more agents: the slice where the others play 5
-    landscape = differential_reward(grid[None, :], grid[:, None], formula, [5.0] * (n_agents - 2))
-    plt, fig, axes = panels(len(results), (5.2, 5))
-    for ax, (label, rows) in zip(axes.flat, results.items()):
-        contour = ax.contourf(grid, grid, landscape, levels=np.linspace(-60, 10, 29), cmap="viridis", extend="min")
-        for r in sorted(rows, key=lambda r: r["seed"]):
-            trajectory = np.array(r["path"])
-            color = "white" if r["success"] else "tomato"
-            ax.plot(trajectory[:, 1], trajectory[:, 2], color=color, lw=1, alpha=0.8)
-            ax.plot(*trajectory[-1, 1:], "o", color=color, ms=4)
-        ax.plot([5, -5], [5, -5], "k*", ms=10)
-        wins = sum(r["success"] for r in rows)
-        ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
-        ax.set_aspect("equal")
-    fig.colorbar(contour, ax=axes.ravel().tolist(), label="reward", shrink=0.8)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def draw_actions(results: dict, scenario: str, path: Path, title: str):
-    """Every seed's noise-free actions over training, one panel per configuration (for more than two agents): green
-    for a seed that ends at the global optimum, red otherwise, one line style per agent."""
+    """One panel per label of {label: [result, ...]} (each with 'path', 'success', 'seed'): with two agents, the reward
+    landscape and every seed's learning path, white if it ends at the global optimum, red if not; with more, every
+    agent's noise-free action over training, green or red, one line style per agent."""
     from matplotlib.lines import Line2D
 
-    styles, n_agents = ["-", "--", ":", "-."], split_formula(scenario)[1]
-    plt, fig, axes = panels(len(results), (5.2, 4), max_cols=3)
+    (formula, n_agents), styles, grid = split_formula(formula), ["-", "--", ":", "-."], np.linspace(-10, 10, 401)
+    plt, fig, axes = panels(len(results), (5.2, 5) if n_agents == 2 else (5.2, 4), max_cols=4 if n_agents == 2 else 3)
     for ax, (label, rows) in zip(axes.flat, results.items()):
-        for r in rows:
-            trajectory = np.array(r["path"])
-            color = "tab:green" if r["success"] else "tab:red"
-            for i in range(n_agents):
-                ax.plot(trajectory[:, 0], trajectory[:, 1 + i], color=color, ls=styles[i % 4], lw=0.8, alpha=0.6)
-        for level in (GLOBAL, LOCAL):
-            ax.axhline(level, color="black", lw=0.6, ls=":")
         wins = sum(r["success"] for r in rows)
-        ax.set(title=f"{label}: {wins}/{len(rows)} at the global optimum", ylim=(-10.5, 10.5))
-        ax.set(xlabel="environment step", ylabel="noise-free action (env units)")
-    handles = [Line2D([], [], color="tab:green", label="seed ends at the global optimum"),
-               Line2D([], [], color="tab:red", label="seed ends elsewhere")]  # fmt: skip
-    handles += [Line2D([], [], color="gray", ls=styles[i % 4], label=f"agent {i}") for i in range(n_agents)]
+        for r in sorted(rows, key=lambda r: r["seed"]):
+            trajectory = np.array(r["path"])
+            if n_agents == 2:
+                color = "white" if r["success"] else "tomato"
+                ax.plot(*trajectory[:, 1:].T, color=color, lw=1, alpha=0.8)
+                ax.plot(*trajectory[-1, 1:], "o", color=color, ms=4)
+            for i in range(n_agents if n_agents > 2 else 0):
+                color = "tab:green" if r["success"] else "tab:red"
+                ax.plot(trajectory[:, 0], trajectory[:, 1 + i], color=color, ls=styles[i % 4], lw=0.8, alpha=0.6)
+        if n_agents == 2:
+            landscape = differential_reward(grid[None, :], grid[:, None], formula, [])
+            levels = np.linspace(-60, 10, 29)
+            contour = ax.contourf(grid, grid, landscape, levels=levels, cmap="viridis", extend="min", zorder=0)
+            ax.plot([5, -5], [5, -5], "k*", ms=10)
+            ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
+            ax.set_aspect("equal")
+        else:
+            ax.axhline(GLOBAL, color="black", lw=0.6, ls=":")
+            ax.axhline(LOCAL, color="black", lw=0.6, ls=":")
+            ax.set(title=f"{label}: {wins}/{len(rows)} at the global optimum", ylim=(-10.5, 10.5),
+                   xlabel="environment step", ylabel="noise-free action (env units)")  # fmt: skip
+    if n_agents == 2:
+        fig.colorbar(contour, ax=axes.ravel().tolist(), label="reward", shrink=0.8)
+    else:
+        handles = [Line2D([], [], color=c, label=f"seed ends {at}") for c, at in
+                   (("tab:green", "at the global optimum"), ("tab:red", "elsewhere"))]  # fmt: skip
+        handles += [Line2D([], [], color="gray", ls=styles[i % 4], label=f"agent {i}") for i in range(n_agents)]
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles))
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles))
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -394,7 +378,7 @@ def differential_tables(game: str, by_label: dict, n_seeds: int, picture: Path) 
     models say, and every seed of every configuration with each agent's diagnostics (diagnose)."""
     n_agents = split_formula(game)[1]
     title = f"{game}: every seed's noise-free {'joint action' if n_agents == 2 else 'actions'} during training"
-    (draw_paths if n_agents == 2 else draw_actions)(by_label, game, picture, title)
+    draw_paths(by_label, game, picture, title)
     lines = [f"![{game}]({picture.name})", "", "| configuration | global optimum | mean final reward "
              "| mean evaluation return | CPU time per seed, mean / max |", "|---|---|---|---|---|"]  # fmt: skip
     for label, rows in by_label.items():

@@ -22,16 +22,10 @@ from benchmarks import common, opponent_model  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = ["faithful=pr2_continuous.py:--policy,deterministic"]
-    parser.add_argument("--configs", nargs="+", default=default, help="configurations, 'label=script:flag,flag,...'")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)), help="seeds of every configuration")
     parser.add_argument("--formula", default="paper", help="--scenario of the game: 'paper' or 'code' (the original's)")
-    parser.add_argument("--workers", type=int, default=2, help="runs at the same time (each on one thread)")
     parser.add_argument("--name", default="differential", help="prefix of the output files in --out-dir")
-    parser.add_argument("--out-dir", default="benchmarks/results", help="where the report and the picture go")
-    parser.add_argument("--work-dir", default="benchmarks/work", help="where the runs go (git-ignored)")
-    parser.add_argument("--report-only", action="store_true", help="report the finished runs, start none")
-    args = parser.parse_args()
+    args = opponent_model.training_flags(parser, ["faithful=pr2_continuous.py:--policy,deterministic"]).parse_args()
+    opponent_model.check_games([args.formula], parser)
     configs = common.parse_configs(args.configs, parser)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     results, failed = opponent_model.train([args.formula], configs, args, args.name)

@@ -1,21 +1,14 @@
-"""IGA, Infinitesimal Gradient Ascent (Singh, Kearns & Mansour 2000), the baseline of PR2's matrix game (Sec. 5.1).
-
-Each player of a two-player, two-action game holds p = pi(a = 0) and takes a simultaneous gradient step on its own
-expected payoff, clipped to [0, 1]. The original code runs it from (0, 0.9) with step 0.01 for 1,000 iterations.
-
-    python benchmarks/iga.py    # prints where IGA is after 1,000 iterations on the paper's game
-"""
+"""IGA, Infinitesimal Gradient Ascent (Singh, Kearns & Mansour 2000), the baseline of PR2's matrix game (Sec. 5.1):
+each player of a two-player, two-action game holds p = pi(a = 0) and steps along the gradient of its own expected
+payoff, both at once, clipped to [0, 1]. `python benchmarks/iga.py`: the paper's game from (0, 0.9), step 0.01."""
 
 import numpy as np
 
 
 def payoff_gradients(r1, r2, p: float, q: float) -> tuple[float, float]:
     """dV1/dp and dV2/dq at (p, q), where V_k = [p, 1-p] R_k [q, 1-q]^T (rows: player 1)."""
-    r1, r2 = np.asarray(r1, dtype=float), np.asarray(r2, dtype=float)
-    return (
-        float(np.array([1.0, -1.0]) @ r1 @ np.array([q, 1.0 - q])),
-        float(np.array([p, 1.0 - p]) @ r2 @ np.array([1.0, -1.0])),
-    )
+    difference = np.array([1.0, -1.0])
+    return float(difference @ np.asarray(r1) @ [q, 1 - q]), float(np.array([p, 1 - p]) @ np.asarray(r2) @ difference)
 
 
 def iga(r1, r2, start=(0.0, 0.9), lr: float = 0.01, iterations: int = 1000) -> np.ndarray:

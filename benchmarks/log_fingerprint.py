@@ -7,9 +7,8 @@ bit for bit, with the fingerprint committed in benchmarks/results/log_fingerprin
     python benchmarks/log_fingerprint.py --record     # before a refactor: write the fingerprint
     python benchmarks/log_fingerprint.py              # after it: exit 1 and list every difference
 
-Values are compared as exact float32 bit patterns (hex), on CPU with one thread per run. A fingerprint is tied to
-the software versions and the CPU it records (torch's kernels differ by instruction set, e.g. AVX2 and AVX-512, and
-so do the last bits of their results); the check refuses to compare across either.
+Values are compared as float bit patterns (hex), on CPU with one thread per run. A fingerprint holds for the software
+versions and the CPU it records (torch's kernels round differently by instruction set); the check refuses others.
 """
 
 import argparse

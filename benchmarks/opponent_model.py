@@ -298,6 +298,25 @@ def write_report(results: dict, failed: list, configs: list[tuple], args, title:
         raise SystemExit(f"{len(failed)} runs failed; rerun the same command to retry them (finished runs are kept)")
 
 
+def training_flags(parser: argparse.ArgumentParser, configs: list[str], note: str = "") -> argparse.ArgumentParser:
+    """The flags of a training benchmark (this one's --train, differential_game.py's)."""
+    parser.add_argument("--configs", nargs="+", default=configs, help=f"{note}'label=script:flag,flag,...'")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)), help=f"{note}seeds of every run")
+    parser.add_argument("--workers", type=int, default=2, help=f"{note}runs at the same time (one thread each)")
+    parser.add_argument("--work-dir", default="benchmarks/work", help=f"{note}where the runs go (git-ignored)")
+    parser.add_argument("--out-dir", default="benchmarks/results", help="where the report and pictures go")
+    parser.add_argument("--report-only", action="store_true", help=f"{note}report the finished runs, start none")
+    return parser
+
+
+def check_games(games: list[str], parser: argparse.ArgumentParser):
+    for game in games:
+        try:
+            make_env("differential", game)
+        except EnvError as error:
+            parser.error(str(error))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -305,14 +324,9 @@ def main():
     mode.add_argument("--train", action="store_true", help="the training benchmark: every game, configuration, seed")
     parser.add_argument("--scenarios", nargs="+", default=list(GAMES), choices=list(GAMES), help="--gaps: games")
     parser.add_argument("--games", nargs="+", default=TRAIN_GAMES, help="--train: differential-game scenarios")
-    default_configs = [f"{label}={config}" for label, (config, _) in CONFIGS.items()]
-    parser.add_argument("--configs", nargs="+", default=default_configs, help="--train: 'label=script:flag,flag,...'")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)), help="--train: seeds of every run")
-    parser.add_argument("--workers", type=int, default=2, help="--train: runs at the same time (one thread each)")
-    parser.add_argument("--work-dir", default="benchmarks/work", help="--train: where the runs go (git-ignored)")
-    parser.add_argument("--out-dir", default="benchmarks/results", help="where the report and pictures go")
-    parser.add_argument("--report-only", action="store_true", help="--train: report the finished runs, start none")
-    args = parser.parse_args()
+    args = training_flags(
+        parser, [f"{label}={config}" for label, (config, _) in CONFIGS.items()], "--train: "
+    ).parse_args()
     if args.report_only and not args.train:
         parser.error("--report-only goes with --train")
     out = Path(args.out_dir)
@@ -321,11 +335,7 @@ def main():
         write_gaps(gaps(args.scenarios), out / "opponent_model_gaps.md")
         print(f"wrote {out / 'opponent_model_gaps.md'}")
         return
-    for game in args.games:
-        try:
-            make_env("differential", game)
-        except EnvError as error:
-            parser.error(str(error))
+    check_games(args.games, parser)
     configs = common.parse_configs(args.configs, parser)
     title = "What the opponent model adds: training on the differential games"
     write_report(*train(args.games, configs, args), configs, args, title, "opponent_model.md", "opponent_model")

@@ -5,8 +5,8 @@
 
 Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
 `update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
-On the CPU the rate is taken over the process's CPU time (one thread), which time-slicing with other processes does
-not inflate; on the GPU over wall-clock time, the GPU synchronised before the clock stops.
+The rate is per CPU second of the process on the CPU (time-slicing with other processes does not inflate it), per
+wall-clock second on the GPU (synchronised before the clock stops).
 """
 
 import statistics
