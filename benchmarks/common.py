@@ -251,6 +251,7 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
             ax.axhline(LOCAL, color="black", lw=0.6, ls=":")
             ax.set(title=f"{label}: {wins}/{len(rows)} at the global optimum", ylim=(-10.5, 10.5),
                    xlabel="environment step", ylabel="noise-free action (env units)")  # fmt: skip
+    fig.suptitle(title)
     if n_agents == 2:
         fig.colorbar(contour, ax=axes.ravel().tolist(), label="reward", shrink=0.8)
     else:
@@ -259,7 +260,6 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
         handles += [Line2D([], [], color="gray", ls=styles[i % 4], label=f"agent {i}") for i in range(n_agents)]
         fig.tight_layout(rect=(0, 0.06, 1, 1))
         fig.legend(handles=handles, loc="lower center", ncol=len(handles))
-    fig.suptitle(title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
