@@ -143,6 +143,10 @@ def resolve_args(args: Args) -> Args:
         bad = not (moved >= 1 and getattr(args, flag) - moved >= 2)
         problems.append((bad, f"--{flag.replace('_', '-')} {getattr(args, flag)} with --kernel-update-ratio "
                          f"{args.kernel_update_ratio} must leave >= 2 fixed and >= 1 moved particles"))  # fmt: skip
+    fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)  # PR2-AC's M come from these
+    problems.append((args.policy == "deterministic" and args.value_particles > fixed, f"--value-particles "
+                     f"{args.value_particles} exceeds the {fixed} fixed opponent-model particles: use at most {fixed} "
+                     "or raise --kernel-particles"))  # fmt: skip
     if problem := next((message for bad, message in problems if bad), None):
         raise ValueError(problem)
     run.parse_schedule(args.noise_schedule)
@@ -487,7 +491,7 @@ def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args:
     scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
     for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
         scalars[f"charts/action/{name}"] = noise_free(agent, obs[name], device).item()
-    scalars["charts/alpha"] = temperature(args, n_updates)
+    scalars["charts/alpha"] = temperature(args, max(n_updates - 1, 0))  # the α of the last update, not of the next
     if args.policy == "deterministic":
         scalars["charts/noise_scale"] = noise_scale
     return scalars
@@ -509,6 +513,8 @@ def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> 
 SCRIPT = os.path.basename(__file__)
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "state_dim", "agents", "optimizer", "step"]
 STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size", "critic_input"]
+POLICY_ONLY_FLAGS = dict(soft=["rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"],
+                         deterministic=["actor_objective", "noise_schedule", "ou_theta", "ou_sigma"])  # fmt: skip
 
 
 def main(args: Args, checkpoint: dict | None = None):
@@ -540,7 +546,8 @@ def main(args: Args, checkpoint: dict | None = None):
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
     start_step, n_updates, episode, losses, train_from = counters.values()
-    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario))  # logs, checkpoints, Ctrl-C
+    unused = POLICY_ONLY_FLAGS["deterministic" if args.policy == "soft" else "soft"]  # left out of the run's table
+    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario), unused)  # logs, saves, Ctrl-C
     eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
     evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents, device=device), args.eval_episodes)
 

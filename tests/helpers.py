@@ -59,6 +59,16 @@ def logged_values(run_dir) -> dict:
     return {tag: values for tag, values in read_scalars(str(run_dir)).items() if tag != "charts/SPS"}
 
 
+def hyperparameters(run_dir: Path) -> dict[str, str]:
+    """A run's hyperparameter table (TensorBoard's text tab) as {flag: value as written}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    table = accumulator.Tensors("hyperparameters/text_summary")[0].tensor_proto.string_val[0].decode()
+    return dict(row.strip("|").split("|", 1) for row in table.splitlines()[2:])  # after the header rows
+
+
 def checkpoint_of(cwd: Path) -> Path:
     """The checkpoint (*.pt) in the one run folder under cwd/runs."""
     return next(the_run_dir(cwd).glob("*.pt"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pr2_continuous as pr2
-from tests.helpers import final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
+from tests.helpers import final_evaluation, finite_scalars, hyperparameters, run_ok, run_script, the_run_dir
 from utils.logger import read_scalars
 
 SCRIPT = "pr2_continuous.py"
@@ -212,6 +212,8 @@ def test_rho_is_trained_at_uniform_own_actions_for_its_share_of_the_rows(share, 
 
 # ---------------------------------------------------------------- end to end
 SMOKE = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16", "--log-every", "50"]
+SOFT_ONLY = {"rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"}
+DETERMINISTIC_ONLY = {"actor_objective", "noise_schedule", "ou_theta", "ou_sigma"}
 
 
 def pr2_tags(agents):
@@ -224,7 +226,7 @@ def pr2_tags(agents):
     [
         (["--env", "particle"], ["agent_0", "agent_1", "agent_2"]),
         (["--env", "particle", "--scenario", "simple_adversary"], ["adversary_0", "agent_0", "agent_1"]),
-        (["--env", "differential", "--actor-objective", "mean"], ["agent_0", "agent_1"]),
+        (["--env", "differential", "--policy", "deterministic", "--actor-objective", "mean"], ["agent_0", "agent_1"]),
     ],
 )
 def test_smoke_run_logs_finite_scalars(tmp_path, flags, agents):
@@ -233,6 +235,9 @@ def test_smoke_run_logs_finite_scalars(tmp_path, flags, agents):
     if "differential" in flags:
         actions = scalars["charts/action/agent_0"]
         assert len(actions) == 6 and all(-1 <= value <= 1 for _, value in actions)
+    table = hyperparameters(the_run_dir(tmp_path))  # the flags the run's policy reads, not the other policy's
+    read, unread = (DETERMINISTIC_ONLY, SOFT_ONLY) if "deterministic" in flags else (SOFT_ONLY, DETERMINISTIC_ONLY)
+    assert read <= set(table) and not unread & set(table) and {"alpha", "value_particles"} <= set(table), table
 
 
 def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
@@ -259,6 +264,10 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
         logs.append({tag: values for tag, values in scalars.items() if tag != "charts/SPS"})
     assert logs[0] == logs[1]
     assert logs[0]["losses/critic_loss/agent_0"] != logs[2]["losses/critic_loss/agent_0"]
+    # the entry at step s shows the α of the last update before it: update k runs at step 100 + k, with temperature(k)
+    args = pr2.resolve_args(pr2.Args(env="differential"))
+    alphas = [(s, pytest.approx(pr2.temperature(args, max(s - 101, 0)), rel=1e-6)) for s in range(50, 301, 50)]
+    assert logs[0]["charts/alpha"] == alphas
 
 
 DISCRETE_ENV_MODULE = """
@@ -285,6 +294,10 @@ def make():
         (["--policy-particles", "2"], "--policy-particles 2 with --kernel-update-ratio 0.5 must leave >= 2 fixed"),
         (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
         (["--rho-uniform-share", "1.5"], "--rho-uniform-share must be in [0, 1], got 1.5"),
+        (
+            ["--env", "differential", "--policy", "deterministic", "--value-particles", "17"],
+            "--value-particles 17 exceeds the 16 fixed opponent-model particles: use at most 16",
+        ),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):

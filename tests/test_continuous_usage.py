@@ -3,6 +3,7 @@ and copying the script into another project."""
 
 import shutil
 
+import numpy as np
 import torch
 
 from tests.helpers import (
@@ -48,11 +49,14 @@ def test_bad_checkpoints_get_one_line_errors(tmp_path):
     good = checkpoint_of(tmp_path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:5000])
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(5000))
     not_ours = tmp_path / "other.pt"
     torch.save({"weights": 1}, not_ours)
     cases = [
         (["--resume", str(tmp_path / "missing.pt")], "no such file"),
         (["--resume", str(truncated)], "unreadable, truncated or corrupt"),
+        (["--resume", str(random_bytes)], "unreadable, truncated or corrupt"),
         (["--resume", str(not_ours)], "not a pr2_continuous.py checkpoint"),
         (["--resume", str(good), "--env", "particle"], "trained with --env differential, not particle"),
         (["--resume", str(good), "--hidden-size", "64"], "trained with --hidden-size 100, not 64"),

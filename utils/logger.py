@@ -15,13 +15,15 @@ def make_run_name(env_label: str, exp_name: str, seed: int) -> str:
     return f"{env_label}__{exp_name}__{seed}__{int(time.time())}"
 
 
-def make_writer(run_name: str, args, runs_dir: str = "runs", purge_step: int | None = None) -> SummaryWriter:
-    """A SummaryWriter at runs/<run_name> with the hyperparameter table, and W&B mirroring on --track.
+def make_writer(run_name: str, args, runs_dir="runs", purge_step: int | None = None, leave_out=()) -> SummaryWriter:
+    """A SummaryWriter at runs/<run_name> with the hyperparameter table (every flag but those in leave_out, which the
+    run does not read), and W&B mirroring on --track.
 
     purge_step: when resuming, events at or after this step (written after the checkpoint) are discarded, so the
     resumed curve continues the saved one.
     """
     config = dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args))
+    config = {key: value for key, value in config.items() if key not in leave_out}
     if config.get("track"):
         try:
             import wandb

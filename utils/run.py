@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import random
+import re
 import signal
 
 import numpy as np
@@ -88,7 +89,8 @@ def load_checkpoint(path: str, required_keys, script: str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # weights_only refuses every object but tensors and plain values, before running any
-        unsafe = isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error)
+        # a refused object is named ("GLOBAL builtins.open"); random bytes fail with other UnpicklingErrors
+        unsafe = isinstance(error, pickle.UnpicklingError) and re.search(r"GLOBAL \S+|allowlisted", str(error))
         problem = "holds objects other than tensors and plain values; not loaded" if unsafe else "unreadable, truncated"
         raise ValueError(
             f"--resume {path}: {problem}" + f" or corrupt ({type(error).__name__})" * (not unsafe)
@@ -205,14 +207,16 @@ def evaluate(make_eval_env, act, episodes: int, video_dir: str | None = None) ->
 
 
 class Session:
-    """What happens around a script's training loop: the run folder (kept by --resume), its TensorBoard writer and
-    TrainingLog, a log entry every --log-every steps, an evaluation every --eval-every and after training,
-    checkpoints every --save-every and at the end, and Ctrl-C: the loop finishes its step, saves and exits (130)."""
+    """What happens around a script's training loop: the run folder (kept by --resume), its TensorBoard writer (whose
+    hyperparameter table leaves out `unused_flags`, the flags this run never reads) and TrainingLog, a log entry every
+    --log-every steps, an evaluation every --eval-every and after training, checkpoints every --save-every and at the
+    end, and Ctrl-C: the loop finishes its step, saves and exits (130)."""
 
-    def __init__(self, args, checkpoint: dict | None, names: list[str], env_label: str):
+    def __init__(self, args, checkpoint: dict | None, names: list[str], env_label: str, unused_flags=()):
         self.args, step = args, checkpoint["step"] if checkpoint else 0
         self.run_name = checkpoint["run_name"] if checkpoint else make_run_name(env_label, args.exp_name, args.seed)
-        self.writer = make_writer(self.run_name, args, purge_step=step + 1 if checkpoint else None)
+        purge_step = step + 1 if checkpoint else None
+        self.writer = make_writer(self.run_name, args, purge_step=purge_step, leave_out=unused_flags)
         self.log = TrainingLog(self.writer, names, args.total_timesteps, step, checkpoint and checkpoint["log"])
         self.model_path, self.stop_requested = f"runs/{self.run_name}/{args.exp_name}.pt", False
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stop_requested", True))
