@@ -1,5 +1,5 @@
 """Shared by the benchmark scripts: resumable runs of a script in its own folder, and differential-game runs with
-what their checkpoints learned (critic maxima, opponent models), their report tables and pictures."""
+their pictures and what their checkpoints learned (critic maxima, opponent models)."""
 
 import argparse
 import concurrent.futures
@@ -36,16 +36,16 @@ def load_result(folder: Path, command: str | None = None) -> dict | None:
 
 
 def prepare(folder: Path):
-    """Make the run folder and remove what an earlier, unfinished run left (TensorBoard logs, checkpoint)."""
+    """Make the run folder and remove what an earlier, unfinished run left (logs, checkpoint, result, timing)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / "runs", ignore_errors=True)
-    (folder / "result.json").unlink(missing_ok=True)
+    for name in ("result.json", "timing.json"):
+        (folder / name).unlink(missing_ok=True)
 
 
 def execute(command: list[str], cwd: str) -> dict:
-    """Run one training command in `cwd`: its return code, output, wall time, own CPU time (user + system, which
-    does not grow when other processes share the cores) and CPU. Standard library only, so that a cluster worker
-    (e.g. a Ray task) can run it without this repository's imports."""
+    """Run one training command in `cwd`: its return code, output, wall time, own CPU time (user + system) and CPU.
+    Standard library only, so that a Ray worker can run it without this repository's imports."""
     start = time.time()
     env = dict(os.environ, PYTHONHASHSEED="0")
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -72,11 +72,6 @@ def save_json(path: Path, data):
     os.replace(tmp, path)
 
 
-def save_result(folder: Path, result: dict):
-    """Write result.json last and atomically: its presence marks the run as finished."""
-    save_json(folder / "result.json", result)
-
-
 def parse_configs(texts: list[str], parser: argparse.ArgumentParser) -> list[tuple[str, str, list[str]]]:
     """Benchmark configurations 'label=script.py:flag,flag,...' -> [(label, script, [flag, ...]), ...]."""
     configs = []
@@ -90,19 +85,17 @@ def parse_configs(texts: list[str], parser: argparse.ArgumentParser) -> list[tup
 
 
 def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
-    """Train `command` in `folder` unless that command finished training there already (timing.json, written after
-    training and naming its command; an interrupted or different run starts again from scratch). Returns the run's
-    TensorBoard folder and its {wall_time, cpu_time}."""
+    """Train `command` in `folder` unless timing.json says that command finished there (an interrupted or different
+    run starts again from scratch): (the run's TensorBoard folder, its {wall_time, cpu_time})."""
     timing_path, shown = folder / "timing.json", display_command(command)
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    if timing.pop("command", None) != shown:
-        prepare(folder)
-        timing_path.unlink(missing_ok=True)
-        outcome = execute(command, str(folder))
-        finish(folder, command, outcome)
-        timing = {key: outcome[key] for key in ("wall_time", "cpu_time")}
-        timing_path.write_text(json.dumps(dict(timing, command=shown)))
-    return next(path for path in (folder / "runs").iterdir() if path.is_dir()), timing
+    if timing.pop("command", None) == shown:
+        return next(path for path in (folder / "runs").iterdir() if path.is_dir()), timing
+    prepare(folder)
+    outcome = execute(command, str(folder))
+    run_dir, timing = finish(folder, command, outcome), {key: outcome[key] for key in ("wall_time", "cpu_time")}
+    save_json(timing_path, dict(timing, command=shown))
+    return run_dir, timing
 
 
 def run_parallel(function, jobs: list[tuple], workers: int):
@@ -127,9 +120,8 @@ def display_command(command: list[str]) -> str:
 
 
 def cpu() -> str:
-    """The CPU model and its widest vector instructions, e.g. 'AMD EPYC, avx512f'. Seeded runs are bit-identical on
-    one CPU, not across instruction sets (torch's kernels for AVX2 and AVX-512 round differently in the last bits).
-    Standard library only, like execute."""
+    """The CPU model and its widest vector instructions, e.g. 'AMD EPYC, avx512f': seeded runs are bit-identical on
+    one CPU, not across instruction sets. Standard library only, like execute."""
     info = Path("/proc/cpuinfo")  # Linux; elsewhere platform's name for the processor
     lines = info.read_text().splitlines() if info.exists() else []
     fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
@@ -170,37 +162,28 @@ def split_formula(scenario: str) -> tuple[str, int]:
     return formula, int(n_agents or 2)
 
 
-def differential_outcome(path: list, scenario: str) -> dict:
-    """Where the learning path ends, its reward, and whether that is the global optimum (within SUCCESS_RADIUS)."""
-    a1, a2, *others = path[-1][1:]
-    return dict(
-        final_action=[a1, a2, *others],
-        reward=float(differential_reward(a1, a2, split_formula(scenario)[0], others)),
-        success=bool(np.linalg.norm(np.array(path[-1][1:]) - 5) <= SUCCESS_RADIUS),
-    )
-
-
-def differential_command(script: str, scenario: str, seed: int, flags: list[str]) -> list[str]:
-    """The command of one differential-game run: checkpoint at the end, one evaluation episode, one thread."""
-    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario]
-    return command + ["--seed", str(seed), "--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
-
-
-def differential_run(folder: Path, label: str, script: str, flags: list[str], scenario: str, seed: int) -> dict:
-    """One differential-game run in `folder`, resumed from its result.json unless its command changed: the learning
-    path and where it ends, the evaluation return, the timing and what the checkpoint learned (diagnose)."""
-    command = differential_command(script, scenario, seed, flags)
+def differential_run(folder: Path, label: str, script: str, flags: list[str], scenario: str, seed: int,
+                     train: bool = True) -> dict | None:  # fmt: skip
+    """One differential-game run in `folder` (checkpoint at the end, one evaluation episode, one thread), resumed from
+    its result.json unless its command changed; train=False: None where it has not finished. The learning path, the
+    joint action it ends at, the reward there and whether that is the global optimum (within SUCCESS_RADIUS), the
+    evaluation return, the timing and what the checkpoint learned (diagnose)."""
+    command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario, "--seed", str(seed)]
+    command += ["--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
     result = load_result(folder, display_command(command))
-    if result is not None:
+    if result is not None or not train:
         return result
     run_dir, timing = train_once(folder, command)
     scalars = read_scalars(str(run_dir))
     path = learning_path(scalars)
+    final = list(path[-1][1:])
     evaluation = scalars.get("eval/episodic_return", [(None, float("nan"))])
-    result = dict(label=label, game=scenario, seed=seed, command=display_command(command),
-                  **differential_outcome(path, scenario), eval_return=evaluation[-1][1], **timing,
-                  **diagnose(next(run_dir.glob("*.pt")), script), path=path)  # fmt: skip
-    save_result(folder, result)
+    result = dict(label=label, game=scenario, seed=seed, command=display_command(command), final_action=final,
+                  reward=float(differential_reward(*final[:2], split_formula(scenario)[0], final[2:])),
+                  success=bool(np.linalg.norm(np.array(final) - GLOBAL) <= SUCCESS_RADIUS),
+                  eval_return=evaluation[-1][1], **timing, **diagnose(next(run_dir.glob("*.pt")), script))  # fmt: skip
+    result["path"] = path
+    save_json(folder / "result.json", result)
     return result
 
 
@@ -345,87 +328,3 @@ def diagnose(checkpoint: Path, script: str) -> dict:
     critics = [critic_maximum(critic_of(agent, i), len(agents)) for i, agent in enumerate(agents)]
     models = [opponent_model_view(agent) for agent in agents if hasattr(agent, "opponent_model")]
     return dict(critics=critics, opponent_models=models)
-
-
-# ---------------------------------------------------------------- the differential game's report
-def signed(values, digits: int = 1) -> str:
-    return "(" + ", ".join(f"{v:+.{digits}f}" for v in values) + ")"
-
-
-def legend() -> list[str]:
-    """What differential_tables reports, for the head of a report."""
-    grid = ", ".join(f"{p} points per agent with {n}" for n, p in GRID_POINTS.items())
-    return [
-        f"**Global optimum**: the final noise-free joint action (the last logged `charts/action/*`) within "
-        f"{SUCCESS_RADIUS:g} env unit of (5, …, 5), where the reward is 10; the local optimum (−5, …, −5) pays 0. "
-        "**Final reward**: the reward there; **evaluation return**: `eval/episodic_return` of the one evaluation "
-        "episode after training (the same noise-free policy). **CPU time**: user + system time of the run's process.",
-        "",
-        "Per seed and agent i, from the checkpoint at the end of training: **critic max**, where agent i's learned "
-        "critic of the joint action (PR2's joint critic Q^i(s, a^i, a^-i), MADDPG's centralised Q^i) peaks on a grid "
-        f"of joint actions ({grid} agents), and its value there; **Q at optimum**: its value at (5, …, 5). "
-        "**ρ(·|±5)**: agent i's opponent model's mean prediction of the other agents' actions (in agent order) given "
-        "its own action ±5. **Gap**: Q^i(s, +5) − Q^i(s, −5), the soft values α·log E_b exp(Q^i(s, a, b)/α) of the "
-        "two optima's own actions under the learned joint critic, with b from ρ(·|s, a) or uniform on "
-        "[−10, 10]^(n−1), 4,096 samples, at the first and final α of the soft policy at its differential-game "
-        f"defaults ({' and '.join(f'{alpha:g}' for alpha in soft_schedule())}). No ρ or no critic: —.",
-        "",
-    ]
-
-
-def differential_tables(game: str, by_label: dict, n_seeds: int, picture: Path) -> list[str]:
-    """One game's report: the picture of every seed's path, a row per configuration, the mean of what the opponent
-    models say, and every seed of every configuration with each agent's diagnostics (diagnose)."""
-    n_agents = split_formula(game)[1]
-    title = f"{game}: every seed's noise-free {'joint action' if n_agents == 2 else 'actions'} during training"
-    draw_paths(by_label, game, picture, title)
-    lines = [f"![{game}]({picture.name})", "", "| configuration | global optimum | mean final reward "
-             "| mean evaluation return | CPU time per seed, mean / max |", "|---|---|---|---|---|"]  # fmt: skip
-    for label, rows in by_label.items():
-        missing = f" ({n_seeds - len(rows)} of {n_seeds} seeds missing)" if len(rows) < n_seeds else ""
-        cells = ["—"] * 3
-        if rows:
-            cpu_time = [r["cpu_time"] for r in rows]
-            cells = [f"{np.mean([r['reward'] for r in rows]):.2f}", f"{np.mean([r['eval_return'] for r in rows]):.2f}",
-                     f"{np.mean(cpu_time):.0f} s / {max(cpu_time):.0f} s"]  # fmt: skip
-        lines.append(f"| {label} | {sum(r['success'] for r in rows)}/{len(rows)}{missing} | {' | '.join(cells)} |")
-    models = {label: [m for r in rows for m in r["opponent_models"]] for label, rows in by_label.items()}
-    keys = next((list(ms[0]["gap"]) for ms in models.values() if ms), [])
-    gap_columns = [f"gap, {key.replace('@', ', α = ')}" for key in keys]
-    if keys:
-        header = ["configuration", "ρ(·\\|+5)", "ρ(·\\|−5)", *gap_columns]
-        lines += ["", "Opponent models, mean over seeds and agents (the columns of the seed tables below).", ""]
-        lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-        for label, ms in ((label, ms) for label, ms in models.items() if ms):
-            response = np.mean([m["response"] for m in ms], 0)
-            gaps = [f"{np.mean([m['gap'][key] for m in ms]):+.2f}" for key in keys]
-            lines.append(f"| {label} | {signed(response[0])} | {signed(response[1])} | {' | '.join(gaps)} |")
-    lines.append("")
-    for label, rows in by_label.items():
-        lines += seed_table(label, rows, n_agents, keys)
-    return lines
-
-
-def seed_table(label: str, rows: list[dict], n_agents: int, keys: list[str]) -> list[str]:
-    """Every seed of one configuration on one game: its outcome, then one line per agent with its diagnostics."""
-    if not rows:
-        return [f"### {label}: no finished run", ""]
-    command = rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ")
-    header = ["seed", "final joint action", "final reward", "eval return", "global optimum", "CPU time", "agent",
-              "critic max at", "critic max", "Q at optimum", "ρ(·\\|+5)"]  # fmt: skip
-    header += [f"gap, {key.replace('@', ', α = ')}" for key in keys]
-    lines = [f"### {label}: global optimum in {sum(r['success'] for r in rows)} of {len(rows)} finished seeds", "",
-             f"`{command}`", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]  # fmt: skip
-    for r in rows:
-        run = [str(r["seed"]), signed(r["final_action"], 2), f"{r['reward']:.2f}", f"{r['eval_return']:.2f}",
-               "yes" if r["success"] else "no", f"{r['cpu_time']:.0f} s"]  # fmt: skip
-        for i in range(n_agents):
-            cells = ["—"] * (4 + len(keys))
-            if r["critics"]:
-                critic = r["critics"][i]
-                cells[:3] = [signed(critic["argmax"]), f"{critic['q_max']:.2f}", f"{critic['q_optimum']:.2f}"]
-            if r["opponent_models"]:
-                model = r["opponent_models"][i]
-                cells[3:] = [signed(model["response"][0])] + [f"{model['gap'][key]:+.2f}" for key in keys]
-            lines.append("| " + " | ".join((run if i == 0 else [""] * len(run)) + [str(i), *cells]) + " |")
-    return [*lines, ""]

@@ -1,14 +1,11 @@
 """Same commands, same logs: a guard for refactors that must not change behaviour.
 
 Runs a short fixed-seed command of every script (both policies of pr2_continuous.py, PR2-Q and deep PR2 of
-pr2_discrete.py, the three baselines) and compares every logged scalar except the wall-clock `charts/SPS`,
-bit for bit, with the fingerprint committed in benchmarks/results/log_fingerprint.json.
+pr2_discrete.py, the three baselines) and compares every logged scalar but `charts/SPS` bit for bit (as float hex) with
+benchmarks/results/log_fingerprint.json, on CPU, one thread per run; only on the software versions and the CPU recorded.
 
     python benchmarks/log_fingerprint.py --record     # before a refactor: write the fingerprint
     python benchmarks/log_fingerprint.py              # after it: exit 1 and list every difference
-
-Values are compared as float bit patterns (hex), on CPU with one thread per run. A fingerprint holds for the software
-versions and the CPU it records (torch's kernels round differently by instruction set); the check refuses others.
 """
 
 import argparse

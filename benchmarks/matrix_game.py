@@ -1,8 +1,6 @@
-"""Benchmark: PR2-Q vs IGA on the paper's iterated matrix game (Wen et al. 2019, Sec. 5.1, Fig. 3).
-
-Runs `pr2_discrete.py --env matrix` (tabular PR2-Q) for each seed with both opponent models (the empirical count
-model and Eq. 12), reads pi(a=0) back from TensorBoard, runs IGA from (0, 0.9), and writes a markdown table and a
-figure in the style of the paper's Fig. 3 to `benchmarks/results/`.
+"""Benchmark: PR2-Q vs IGA on the paper's iterated matrix game (Wen et al. 2019, Sec. 5.1, Fig. 3): tabular PR2-Q
+(`pr2_discrete.py --env matrix`) per seed with both opponent models (empirical counts, Eq. 12) and IGA from (0, 0.9),
+a markdown table and a figure in the style of Fig. 3 in `benchmarks/results/`.
 
     python benchmarks/matrix_game.py              # 10 seeds, 1,000 iterations, about a minute on one core
 """

@@ -17,7 +17,6 @@ import itertools
 import shlex
 import sys
 from collections import Counter
-from functools import partial
 from math import lgamma
 from pathlib import Path
 
@@ -25,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
-from benchmarks.common import GLOBAL, LOCAL, versions  # noqa: E402
+from benchmarks.common import GLOBAL, GRID_POINTS, LOCAL, SUCCESS_RADIUS, versions  # noqa: E402
+from benchmarks.grid_report import row  # noqa: E402
 from utils.envs import EnvError, differential_reward, make_env  # noqa: E402
 
 STEP = 0.5  # grid step in env units (a step of 0.1 changes no gap on paper_n3 by more than 0.01)
@@ -186,33 +186,23 @@ def write_gaps(results: list[dict], path: Path):
         f"| game | agents | role | best a at α = {a0}: uniform / ρ / best response | uniform's gap changes sign at α "
         "| ρ's gap changes sign at α | share of the anneal with uniform favouring local / with that and ρ global "
         "| kept | ρ separates at the start |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---" * 9 + "|",
     ]
-    kept = {r["scenario"]: any(s["kept"] for s in results if s["scenario"] == r["scenario"]) for r in results}
+    yes = {True: "yes", False: "no"}
     for r in results:
-        first = r["rows"][0]
-        lines.append(
-            f"| `{r['scenario']}` | {r['n_agents']} | {r['role']} | {first['u_best']:+g} / {first['rho_best']:+g} / "
-            f"{r['br_best']:+g} | {r['cross_u']} | {r['cross_rho']} | {r['uniform_local']:.0%} / {r['disagree']:.0%} "
-            f"| {'yes' if kept[r['scenario']] else 'no'} | {'yes' if r['separates'] else 'no'} |"
-        )
-    lines.append("")
+        kept = any(other["kept"] for other in results if other["scenario"] == r["scenario"])
+        best = f"{r['rows'][0]['u_best']:+g} / {r['rows'][0]['rho_best']:+g} / {r['br_best']:+g}"
+        shares = f"{r['uniform_local']:.0%} / {r['disagree']:.0%}"
+        lines.append(row(f"`{r['scenario']}`", r["n_agents"], r["role"], best, r["cross_u"], r["cross_rho"], shares,
+                         yes[kept], yes[r["separates"]]))  # fmt: skip
     for r in results:
-        lines += [
-            f"## `{r['scenario']}`, {r['role']} (agent {r['agent']}): {GAMES[r['scenario']]}",
-            "",
-            f"Best response: best a {r['br_best']:+g}, gap {r['br_gap']:+.2f}.",
-            "",
-            "| α | uniform: best a | gap | global share | ρ: best a | gap | global share |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for row in r["rows"]:
-            lines.append(
-                f"| {row['alpha']:g} | {row['u_best']:+g} | {row['u_gap']:+.2f} | {row['u_share']:.2f} "
-                f"| {row['rho_best']:+g} | {row['rho_gap']:+.2f} | {row['rho_share']:.2f} |"
-            )
-        lines.append("")
-    path.write_text("\n".join(lines))
+        lines += ["", f"## `{r['scenario']}`, {r['role']} (agent {r['agent']}): {GAMES[r['scenario']]}", "",
+                  f"Best response: best a {r['br_best']:+g}, gap {r['br_gap']:+.2f}.", "",
+                  "| α | uniform: best a | gap | global share | ρ: best a | gap | global share |",
+                  "|---" * 7 + "|"]  # fmt: skip
+        lines += [row(f"{x['alpha']:g}", *(f"{x[f'{v}_best']:+g} | {x[f'{v}_gap']:+.2f} | {x[f'{v}_share']:.2f}"
+                                           for v in ("u", "rho"))) for x in r["rows"]]  # fmt: skip
+    path.write_text("\n".join([*lines, ""]))
 
 
 # ---------------------------------------------------------------- the training benchmark (--train)
@@ -226,33 +216,19 @@ CONFIGS = {
 }
 
 
-def train_folder(work_dir: str, name: str, game: str, label: str, seed: int) -> Path:
-    return Path(work_dir) / name / game / label / f"seed_{seed}"
-
-
-def train_one(label: str, script: str, flags: list[str], game: str, seed: int, work_dir: str, name: str) -> dict:
-    return common.differential_run(train_folder(work_dir, name, game, label, seed), label, script, flags, game, seed)
-
-
-def finished(label: str, script: str, flags: list[str], game: str, seed: int, work_dir: str, name: str) -> bool:
-    command = common.display_command(common.differential_command(script, game, seed, flags))
-    return common.load_result(train_folder(work_dir, name, game, label, seed), command) is not None
-
-
 def train(games: list[str], configs: list[tuple], args: argparse.Namespace, name: str = "opponent_model"):
     """Every (game, configuration, seed), resuming: ({game: {label: [result, ...]}}, [(game, label, seed) failed]).
     args.report_only: only the finished runs, and only the (game, configuration) pairs with one."""
-    jobs = [
-        (label, script, flags, game, seed) for game in games for label, script, flags in configs for seed in args.seeds
-    ]
-    if args.report_only:
-        jobs = [job for job in jobs if finished(*job, args.work_dir, name)]
-    results = {game: {label: [] for label, _, _ in configs} for game in games}
-    failed = []
-    run = partial(train_one, work_dir=args.work_dir, name=name)
+
+    def run(label: str, script: str, flags: list[str], game: str, seed: int) -> dict | None:
+        folder = Path(args.work_dir) / name / game / label / f"seed_{seed}"
+        return common.differential_run(folder, label, script, flags, game, seed, train=not args.report_only)
+
+    jobs = [(label, *config, game, seed) for game in games for label, *config in configs for seed in args.seeds]
+    results, failed = {game: {label: [] for label, _, _ in configs} for game in games}, []
     for (label, _, _, game, seed), result in common.run_parallel(run, jobs, args.workers):
-        if result is None:
-            failed.append((game, label, seed))
+        if result is None:  # failed, or (--report-only) not finished
+            failed += [] if args.report_only else [(game, label, seed)]
             continue
         results[game][label].append(result)
         action = ", ".join(f"{a:+.2f}" for a in result["final_action"])
@@ -284,37 +260,118 @@ def write_report(results: dict, failed: list, configs: list[tuple], args, title:
         *(f"| {label} | `{' '.join([script, *flags])}` | {CONFIGS.get(label, ('', ''))[1]} |"
           for label, script, flags in configs if label in shown),
         "",
-        *common.legend(),
+        *legend(),
     ]  # fmt: skip
     if failed:
         lines += ["**Runs that failed** (rerun the command to retry them; every other seed is reported):", ""]
         lines += [f"- {game} {label} seed {seed}" for game, label, seed in failed] + [""]
     for game, by_label in results.items():
         lines += [f"## `{game}` ({common.split_formula(game)[1]} agents): {GAMES.get(game, '')}", ""]
-        lines += common.differential_tables(game, by_label, len(args.seeds), out / f"{prefix}_{game}.png")
+        lines += differential_tables(game, by_label, len(args.seeds), out / f"{prefix}_{game}.png")
     (out / report).write_text("\n".join(lines))
     print(f"wrote {out / report} and its pictures {prefix}_<game>.png")
     if failed:
         raise SystemExit(f"{len(failed)} runs failed; rerun the same command to retry them (finished runs are kept)")
 
 
-def training_flags(parser: argparse.ArgumentParser, configs: list[str], note: str = "") -> argparse.ArgumentParser:
-    """The flags of a training benchmark (this one's --train, differential_game.py's)."""
+def legend() -> list[str]:
+    """What differential_tables reports, for the head of a report."""
+    grid = ", ".join(f"{p} points per agent with {n}" for n, p in GRID_POINTS.items())
+    return [
+        f"**Global optimum**: the final noise-free joint action (the last logged `charts/action/*`) within "
+        f"{SUCCESS_RADIUS:g} env unit of (5, …, 5), where the reward is 10; the local optimum (−5, …, −5) pays 0. "
+        "**Final reward**: the reward there; **evaluation return**: `eval/episodic_return` of the one evaluation "
+        "episode after training (the same noise-free policy). **CPU time**: user + system time of the run's process.",
+        "",
+        "Per seed and agent i, from the checkpoint at the end of training: **critic max**, where agent i's learned "
+        "critic of the joint action (PR2's joint critic Q^i(s, a^i, a^-i), MADDPG's centralised Q^i) peaks on a grid "
+        f"of joint actions ({grid} agents), and its value there; **Q at optimum**: its value at (5, …, 5). "
+        "**ρ(·|±5)**: agent i's opponent model's mean prediction of the other agents' actions (in agent order) given "
+        "its own action ±5. **Gap**: Q^i(s, +5) − Q^i(s, −5), the soft values α·log E_b exp(Q^i(s, a, b)/α) of the "
+        "two optima's own actions under the learned joint critic, with b from ρ(·|s, a) or uniform on "
+        "[−10, 10]^(n−1), 4,096 samples, at the first and final α of the soft policy at its differential-game "
+        f"defaults ({' and '.join(f'{alpha:g}' for alpha in common.soft_schedule())}). No ρ or no critic: —.",
+        "",
+    ]
+
+
+def signed(values, digits: int = 1) -> str:
+    return "(" + ", ".join(f"{v:+.{digits}f}" for v in values) + ")"
+
+
+def differential_tables(game: str, by_label: dict, n_seeds: int, picture: Path) -> list[str]:
+    """One game's report: the picture of every seed's path, a row per configuration, the mean of what the opponent
+    models say, and every seed of every configuration with each agent's diagnostics (common.diagnose)."""
+    n_agents = common.split_formula(game)[1]
+    actions = "joint action" if n_agents == 2 else "actions"
+    common.draw_paths(by_label, game, picture, f"{game}: every seed's noise-free {actions} during training")
+    header = ("configuration", "global optimum", "mean final reward", "mean evaluation return", "CPU time per seed, "
+              "mean / max")  # fmt: skip
+    lines = [f"![{game}]({picture.name})", "", row(*header), "|---" * len(header) + "|"]
+    for label, rows in by_label.items():
+        missing = f" ({n_seeds - len(rows)} of {n_seeds} seeds missing)" if len(rows) < n_seeds else ""
+        cpu_time, cells = [r["cpu_time"] for r in rows], ["—"] * 3
+        if rows:
+            cells = [f"{np.mean([r[key] for r in rows]):.2f}" for key in ("reward", "eval_return")]
+            cells.append(f"{np.mean(cpu_time):.0f} s / {max(cpu_time):.0f} s")
+        lines.append(row(label, f"{sum(r['success'] for r in rows)}/{len(rows)}{missing}", *cells))
+    models = {label: [m for r in rows for m in r["opponent_models"]] for label, rows in by_label.items()}
+    keys = next((list(ms[0]["gap"]) for ms in models.values() if ms), [])
+    gaps = [f"gap, {key.replace('@', ', α = ')}" for key in keys]
+    if keys:
+        lines += ["", "Opponent models, mean over seeds and agents (the columns of the seed tables below).", ""]
+        lines += [row("configuration", "ρ(·\\|+5)", "ρ(·\\|−5)", *gaps), "|---" * (3 + len(keys)) + "|"]
+        for label, ms in ((label, ms) for label, ms in models.items() if ms):
+            response = np.mean([m["response"] for m in ms], 0)
+            mean_gaps = (f"{np.mean([m['gap'][key] for m in ms]):+.2f}" for key in keys)
+            lines.append(row(label, signed(response[0]), signed(response[1]), *mean_gaps))
+    lines.append("")
+    for label, rows in by_label.items():
+        lines += seed_table(label, rows, n_agents, keys, gaps)
+    return lines
+
+
+def seed_table(label: str, rows: list[dict], n_agents: int, keys: list[str], gaps: list[str]) -> list[str]:
+    """Every seed of one configuration on one game: its outcome, then one line per agent with its diagnostics."""
+    if not rows:
+        return [f"### {label}: no finished run", ""]
+    command = rows[0]["command"].replace(f"--seed {rows[0]['seed']} ", "--seed <seed> ")
+    header = ["seed", "final joint action", "final reward", "eval return", "global optimum", "CPU time", "agent",
+              "critic max at", "critic max", "Q at optimum", "ρ(·\\|+5)", *gaps]  # fmt: skip
+    lines = [f"### {label}: global optimum in {sum(r['success'] for r in rows)} of {len(rows)} finished seeds", "",
+             f"`{command}`", "", row(*header), "|---" * len(header) + "|"]  # fmt: skip
+    for r in rows:
+        run = [r["seed"], signed(r["final_action"], 2), f"{r['reward']:.2f}", f"{r['eval_return']:.2f}",
+               "yes" if r["success"] else "no", f"{r['cpu_time']:.0f} s"]  # fmt: skip
+        for i in range(n_agents):
+            cells = ["—"] * (4 + len(keys))
+            if r["critics"]:
+                critic = r["critics"][i]
+                cells[:3] = [signed(critic["argmax"]), f"{critic['q_max']:.2f}", f"{critic['q_optimum']:.2f}"]
+            if r["opponent_models"]:
+                model = r["opponent_models"][i]
+                cells[3:] = [signed(model["response"][0])] + [f"{model['gap'][key]:+.2f}" for key in keys]
+            lines.append(row(*(run if i == 0 else [""] * len(run)), i, *cells))
+    return [*lines, ""]
+
+
+def parse_training(parser: argparse.ArgumentParser, configs: list[str], note: str = "") -> tuple:
+    """Add the flags of a training benchmark (this one's --train, differential_game.py's) and parse the command line,
+    with every game in args.games checked: (args, [(label, script, [flag, ...]), ...])."""
     parser.add_argument("--configs", nargs="+", default=configs, help=f"{note}'label=script:flag,flag,...'")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)), help=f"{note}seeds of every run")
     parser.add_argument("--workers", type=int, default=2, help=f"{note}runs at the same time (one thread each)")
     parser.add_argument("--work-dir", default="benchmarks/work", help=f"{note}where the runs go (git-ignored)")
     parser.add_argument("--out-dir", default="benchmarks/results", help="where the report and pictures go")
     parser.add_argument("--report-only", action="store_true", help=f"{note}report the finished runs, start none")
-    return parser
-
-
-def check_games(games: list[str], parser: argparse.ArgumentParser):
-    for game in games:
+    args = parser.parse_args()
+    for game in args.games:
         try:
             make_env("differential", game)
         except EnvError as error:
             parser.error(str(error))
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    return args, common.parse_configs(args.configs, parser)
 
 
 def main():
@@ -324,19 +381,12 @@ def main():
     mode.add_argument("--train", action="store_true", help="the training benchmark: every game, configuration, seed")
     parser.add_argument("--scenarios", nargs="+", default=list(GAMES), choices=list(GAMES), help="--gaps: games")
     parser.add_argument("--games", nargs="+", default=TRAIN_GAMES, help="--train: differential-game scenarios")
-    args = training_flags(
-        parser, [f"{label}={config}" for label, (config, _) in CONFIGS.items()], "--train: "
-    ).parse_args()
+    args, configs = parse_training(parser, [f"{label}={config}" for label, (config, _) in CONFIGS.items()], "--train: ")
     if args.report_only and not args.train:
         parser.error("--report-only goes with --train")
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if args.gaps:
-        write_gaps(gaps(args.scenarios), out / "opponent_model_gaps.md")
-        print(f"wrote {out / 'opponent_model_gaps.md'}")
-        return
-    check_games(args.games, parser)
-    configs = common.parse_configs(args.configs, parser)
+        write_gaps(gaps(args.scenarios), Path(args.out_dir) / "opponent_model_gaps.md")
+        return print(f"wrote {Path(args.out_dir) / 'opponent_model_gaps.md'}")
     title = "What the opponent model adds: training on the differential games"
     write_report(*train(args.games, configs, args), configs, args, title, "opponent_model.md", "opponent_model")
 

@@ -1,8 +1,6 @@
-"""Benchmark: deep discrete PR2 on an mpe2 particle task vs uniformly random actions.
-
-Runs `pr2_discrete.py --env particle --scenario <scenario> --save-model` once per seed, one at a time, resumable (a
-seed whose run finished in the work folder is not run again), then writes a markdown table and a learning-curve
-figure to `benchmarks/results/`. Everything after `--` is passed to pr2_discrete.py.
+"""Benchmark: deep discrete PR2 on an mpe2 particle task vs uniformly random actions: `pr2_discrete.py --env particle`
+once per seed, one at a time, resumable (common.train_once), then a markdown table and a learning-curve figure in
+`benchmarks/results/`. Everything after `--` is passed to pr2_discrete.py.
 
     python benchmarks/particle.py --seeds 1 2 3 4 5          # simple_spread with the script's defaults
     python benchmarks/particle.py --seeds 1 2 3 --exp-name pr2_eq12 -- --opponent-model eq12

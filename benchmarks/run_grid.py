@@ -1,7 +1,6 @@
-"""Run a benchmark grid (benchmarks/grid.py): every (algorithm, task, seed) is one run of the real script in its own
-process on one thread, `--workers` at a time or on a Ray cluster (`--ray-address`). A run with a result.json under
---work-dir or --keep-dir (committed beside the report) is not redone unless its command changed; an interrupted one
-starts again from scratch. Then cross-play and the report (benchmarks/grid_report.py). docs/benchmarks.md tells more.
+"""Run a benchmark grid (benchmarks/grid.py): every (algorithm, task, seed) one run of the real script in its own
+process on one thread, `--workers` at a time or on a Ray cluster, not redone where --work-dir or --keep-dir holds its
+result.json for the same command; then cross-play and the report (benchmarks/grid_report.py). See docs/benchmarks.md.
 
     python benchmarks/run_grid.py --workers 2     # the like-for-like grid -> benchmarks/results/grid_like_for_like.md
     python benchmarks/run_grid.py --report-only   # the report from the runs finished (or kept) so far
@@ -123,25 +122,23 @@ def training_sps(run_dir: Path, learning_starts: int) -> float:
 def summarise(job: grid.Job, outcome: dict) -> dict:
     """Read a finished run back (TensorBoard scalars, checkpoint arguments) and store its result.json."""
     run_dir = common.finish(job.folder, list(job.command), outcome)
-    scalars = read_scalars(str(run_dir))
-    checkpoint = next(run_dir.glob("*.pt"))
+    scalars, checkpoint = read_scalars(str(run_dir)), next(run_dir.glob("*.pt"))
     run_args = torch.load(checkpoint, map_location="cpu", weights_only=True)["args"]
-    agents = [tag.split("/")[-1] for tag in scalars if tag.startswith("charts/episodic_return/")]
     if "eval/episodic_return" not in scalars:
         raise RuntimeError(f"{run_dir} logged no evaluation (eval/episodic_return): give the run --eval-episodes > 0")
     evaluations, episodes = scalars["eval/episodic_return"], scalars["charts/episodic_return"]
-    result = dict(task=job.task, label=job.algorithm.label, seed=job.seed, max_cycles=run_args["max_cycles"])
-    result |= dict(
-        command=common.display_command(list(job.command)), checkpoint=str(checkpoint.relative_to(job.folder))
-    )
-    result |= dict(wall_time=outcome["wall_time"], cpu=outcome["cpu"], sps=scalars["charts/SPS"][-1][1])
-    result |= dict(schedule={key: run_args[key] for key in grid.SCHEDULE}, eval_curve=evaluations, curve=episodes)
-    result |= dict(evaluation=dict(every=run_args["eval_every"], episodes=run_args["eval_episodes"]))
-    result["final_eval"] = last_evaluations(evaluations)
-    result["eval_by_agent"] = {agent: last_evaluations(scalars[f"eval/episodic_return/{agent}"]) for agent in agents}
-    result["final_return"] = final_value(episodes, run_args["total_timesteps"])
-    result["train_sps"] = training_sps(run_dir, run_args["learning_starts"])
-    common.save_result(job.folder, result)
+    agents = [tag.split("/")[-1] for tag in scalars if tag.startswith("charts/episodic_return/")]
+    result = dict(
+        task=job.task, label=job.algorithm.label, seed=job.seed, max_cycles=run_args["max_cycles"],
+        command=common.display_command(list(job.command)), checkpoint=str(checkpoint.relative_to(job.folder)),
+        wall_time=outcome["wall_time"], cpu=outcome["cpu"], sps=scalars["charts/SPS"][-1][1],
+        schedule={key: run_args[key] for key in grid.SCHEDULE}, eval_curve=evaluations, curve=episodes,
+        evaluation=dict(every=run_args["eval_every"], episodes=run_args["eval_episodes"]),
+        final_eval=last_evaluations(evaluations), final_return=final_value(episodes, run_args["total_timesteps"]),
+        eval_by_agent={agent: last_evaluations(scalars[f"eval/episodic_return/{agent}"]) for agent in agents},
+        train_sps=training_sps(run_dir, run_args["learning_starts"]),
+    )  # fmt: skip
+    common.save_json(job.folder / "result.json", result)
     return result
 
 
@@ -190,9 +187,8 @@ def checkpoint_of(args: Args, result: dict) -> Path | None:
 
 
 def keep_checkpoints(results: dict, unfinished: set, args: Args):
-    """Copy to --keep-dir the checkpoints that a cross-play pairing with an unfinished run will need (the
-    baseline's, which runs first), and drop the copies that no pairing needs any more: a session may end between
-    the two runs of a pairing, and a baseline trained again on another machine would not be the same run."""
+    """Copy to --keep-dir the checkpoints a cross-play pairing with an unfinished run will need (a session may end
+    between the two runs of a pairing), and drop the copies that no pairing needs any more."""
     for (task, label), runs in results.items():
         for seed, result in runs.items():
             partners = {other for pair in grid.pairings(task) if label in pair for other in pair}
@@ -208,9 +204,8 @@ def keep_checkpoints(results: dict, unfinished: set, args: Args):
 
 def cross_play(results: dict, args: Args) -> tuple[dict, list]:
     """({(task, good label, adversary label): [per-seed {good, adversary, seed}]}, [pairings not computed]): good
-    agents from one algorithm's run, adversaries from another's run with the same seed, noise-free, no training. Kept
-    per pairing and seed under --keep-dir with the identities of the two runs; computed where it is not, if both
-    runs' checkpoints are there, else listed as not computed (the next invocation trains the run again)."""
+    agents from one run, adversaries from another with the same seed, noise-free. Kept per pairing and seed under
+    --keep-dir with the identities of the two runs; computed where it is not, if both checkpoints are there."""
     table, missing = {}, []
     for task in grid.ADVERSARIAL:
         for good, adversary in grid.pairings(task):
@@ -232,9 +227,8 @@ def cross_play(results: dict, args: Args) -> tuple[dict, list]:
 
 
 def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple]:
-    """(task, label, seed) of the finished runs to train again: those whose checkpoint is not in --work-dir (kept
-    from another checkout) while a cross-play pairing with them is not kept yet and its other run is finished or
-    about to run."""
+    """(task, label, seed) of the finished runs without a checkpoint (kept from another checkout) in a cross-play
+    pairing that is not kept yet while its other run is finished or about to run."""
     coming = {(job.task, job.algorithm.label, job.seed) for job in todo}
     again = set()
     for task in grid.ADVERSARIAL:
@@ -261,7 +255,7 @@ def main(args: Args, argv: list[str]):
         command = common.display_command(list(job.command))
         if result := common.load_result(job.folder, command) or common.load_result(job.kept, command):
             if common.load_result(job.kept, command) != result:
-                common.save_result(job.kept, result)  # a run finished before --keep-dir existed
+                common.save_json(job.kept / "result.json", result)  # a run finished before --keep-dir existed
             results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
         else:
             todo.append(job)
@@ -289,7 +283,7 @@ def main(args: Args, argv: list[str]):
             print(f"FAILED {failed[-1]}")
             continue
         results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
-        common.save_result(job.kept, result)
+        common.save_json(job.kept / "result.json", result)
         unfinished.discard((job.task, job.algorithm.label, job.seed))
         if job.task in grid.ADVERSARIAL:
             cross_play(results, args)  # now, while the checkpoints are here

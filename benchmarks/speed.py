@@ -3,10 +3,9 @@
     python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
     python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
 
-Each configuration builds the script's agents and a replay buffer filled with random transitions, then times
-`update()` (all agents, one simultaneous step) over --steps steps, --repeats times; the table reports the median.
-The rate is per CPU second of the process on the CPU (time-slicing with other processes does not inflate it), per
-wall-clock second on the GPU (synchronised before the clock stops).
+Each configuration builds the script's agents and a replay buffer of random transitions, then times `update()` (all
+agents, one simultaneous step) over --steps steps, --repeats times: the median, per CPU second of the process (which
+other processes do not inflate) and per wall-clock second (on the GPU, synchronised before the clock stops).
 """
 
 import statistics
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import pr2_continuous as pr2  # noqa: E402
 from benchmarks.common import versions  # noqa: E402
+from benchmarks.grid_report import row  # noqa: E402
 from utils.envs import global_state_dim, make_env  # noqa: E402
 
 
@@ -81,30 +81,16 @@ def main(args: Args):
         env_name, policy = config.split(":")
         results = [gradient_steps_per_second(env_name, policy, args.steps, args.device) for _ in range(args.repeats)]
         rate, wall_rate = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
-        cells = [
-            env_name,
-            policy,
-            args.device,
-            results[0][2],
-            f"{rate:.0f}",
-            f"{1000 / rate:.1f} ms",
-            f"{wall_rate:.0f}",
-        ]
-        rows.append("| " + " | ".join(map(str, cells)) + " |")
+        rows.append(row(env_name, policy, args.device, results[0][2], f"{rate:.0f}", f"{1000 / rate:.1f} ms",
+                        f"{wall_rate:.0f}"))  # fmt: skip
         print(rows[-1], flush=True)
     gpu = f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if args.device == "cuda" else ""
-    lines = [
-        "# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)",
-        "",
-        f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
-        f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps. "
-        "One gradient step updates every agent's four networks.",
-        "",
-        "| env | policy | device | batch | gradient steps per CPU second | CPU time per step | per wall-clock second |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
+    lines = ["# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)", "",
+             f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
+             f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps. "
+             "One gradient step updates every agent's four networks.", "",
+             row("env", "policy", "device", "batch", "gradient steps per CPU second", "CPU time per step",
+                 "per wall-clock second"), "|---" * 7 + "|", *rows, ""]  # fmt: skip
     out = Path(args.out or f"benchmarks/results/speed{'_cuda' * (args.device == 'cuda')}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
