@@ -2,7 +2,6 @@
 their pictures and what their checkpoints learned (critic maxima, opponent models)."""
 
 import argparse
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -72,18 +71,6 @@ def save_json(path: Path, data):
     os.replace(tmp, path)
 
 
-def parse_configs(texts: list[str], parser: argparse.ArgumentParser) -> list[tuple[str, str, list[str]]]:
-    """Benchmark configurations 'label=script.py:flag,flag,...' -> [(label, script, [flag, ...]), ...]."""
-    configs = []
-    for text in texts:
-        label, _, rest = text.partition("=")
-        script, _, flags = rest.partition(":")
-        if not label or not script.endswith(".py") or label in [config[0] for config in configs]:
-            parser.error(f"--configs: {text!r} is not 'label=script.py:flag,flag,...' with a label of its own")
-        configs.append((label, script, [flag for flag in flags.split(",") if flag]))
-    return configs
-
-
 def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
     """Train `command` in `folder` unless timing.json says that command finished there (an interrupted or different
     run starts again from scratch): (the run's TensorBoard folder, its {wall_time, cpu_time})."""
@@ -96,20 +83,6 @@ def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
     run_dir, timing = finish(folder, command, outcome), {key: outcome[key] for key in ("wall_time", "cpu_time")}
     save_json(timing_path, dict(timing, command=shown))
     return run_dir, timing
-
-
-def run_parallel(function, jobs: list[tuple], workers: int):
-    """function(*job) for every job (label, ..., seed), `workers` at a time (threads: each run is its own process).
-    Yields (job, result) as they finish; a job that raises is reported and yields (job, None), the others go on."""
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = {pool.submit(function, *job): job for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            job = futures[future]
-            try:
-                yield job, future.result()
-            except Exception as error:  # rerunning the benchmark resumes: finished runs are not redone
-                print(f"{job[0]} seed {job[-1]} failed: {error}", flush=True)
-                yield job, None
 
 
 def display_command(command: list[str]) -> str:
@@ -150,12 +123,6 @@ def soft_schedule() -> tuple[float, float]:
     return args.alpha_start, args.alpha
 
 
-def learning_path(scalars: dict) -> list[tuple]:
-    """The noise-free joint action over training in env units, [(step, a¹, a², ...), ...], from charts/action/*."""
-    series = [scalars[f"charts/action/agent_{i}"] for i in range(sum("charts/action/agent_" in t for t in scalars))]
-    return [(points[0][0], *(value * ACTION_SCALE for _, value in points)) for points in zip(*series)]
-
-
 def split_formula(scenario: str) -> tuple[str, int]:
     """'paper' -> ('paper', 2); 'code_n3' -> ('code', 3): the --scenario of the differential game."""
     formula, _, n_agents = scenario.partition("_n")
@@ -175,7 +142,8 @@ def differential_run(folder: Path, label: str, script: str, flags: list[str], sc
         return result
     run_dir, timing = train_once(folder, command)
     scalars = read_scalars(str(run_dir))
-    path = learning_path(scalars)
+    actions = [scalars[f"charts/action/agent_{i}"] for i in range(sum("charts/action/agent_" in t for t in scalars))]
+    path = [(points[0][0], *(value * ACTION_SCALE for _, value in points)) for points in zip(*actions)]  # env units
     final = list(path[-1][1:])
     evaluation = scalars.get("eval/episodic_return", [(None, float("nan"))])
     result = dict(label=label, game=scenario, seed=seed, command=display_command(command), final_action=final,
@@ -224,8 +192,7 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
                 ax.plot(trajectory[:, 0], trajectory[:, 1 + i], color=color, ls=styles[i % 4], lw=0.8, alpha=0.6)
         if n_agents == 2:
             landscape = differential_reward(grid[None, :], grid[:, None], formula, [])
-            levels = np.linspace(-60, 10, 29)
-            contour = ax.contourf(grid, grid, landscape, levels=levels, cmap="viridis", extend="min", zorder=0)
+            contour = ax.contourf(grid, grid, landscape, np.linspace(-60, 10, 29), cmap="viridis", extend="min")
             ax.plot([5, -5], [5, -5], "k*", ms=10)
             ax.set(title=f"{label}: {wins}/{len(rows)} at (5, 5)", xlabel="agent 0 action", ylabel="agent 1 action")
             ax.set_aspect("equal")
@@ -248,32 +215,9 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
 
 
 # ---------------------------------------------------------------- what a checkpoint learned on the differential game
-def load_agents(checkpoint_path: Path, script: str = "pr2_continuous.py") -> torch.nn.ModuleList | None:
-    """The agents of a checkpoint of `script`, pr2_continuous.py or baselines/maddpg.py, built as the script builds
-    them from the checkpoint's own flags and sizes; None for any other script's (or a non-PR2 checkpoint)."""
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    saved, act_dims = checkpoint.get("args", {}), checkpoint.get("act_dims", [])
-    obs_dims = checkpoint.get("obs_dims", [1] * len(act_dims))
-    if Path(script).name == "pr2_continuous.py" and "policy" in saved and "agents" in checkpoint:
-        import pr2_continuous
-
-        known = {field.name for field in dataclasses.fields(pr2_continuous.Args)}  # flags a newer script dropped
-        flags = pr2_continuous.Args(**{key: value for key, value in saved.items() if key in known})
-        agents = pr2_continuous.build_agents(obs_dims, act_dims, checkpoint.get("state_dim", 0), flags)
-    elif Path(script).name == "maddpg.py" and "agents" in checkpoint:
-        from baselines import maddpg
-
-        agents = maddpg.build_agents(obs_dims, act_dims, saved["hidden_size"])
-    else:
-        return None
-    agents.load_state_dict(checkpoint["agents"])
-    return agents.eval()
-
-
 def critic_of(agent: torch.nn.Module, i: int):
-    """Agent i's learned value of the joint action at the differential game's one state (observations 0), as a
-    function of joint actions [N, n] in [-1, 1] -> [N]: PR2's joint critic Q^i(s, a^i, a^-i) (a^-i: the others in
-    agent order) or MADDPG's centralised critic Q^i(x, a¹, ..., aⁿ). One action dimension per agent."""
+    """Agent i's learned value of joint actions [N, n] in [-1, 1] -> [N] at the differential game's one state: PR2's
+    joint critic Q^i(s, a^i, a^-i) (a^-i: the others in agent order) or MADDPG's centralised Q^i(x, a¹, ..., aⁿ)."""
     if hasattr(agent, "joint_critic"):
         state = torch.zeros(1, agent.joint_critic.input_layers[0].in_features)
         others = lambda joint: torch.cat([joint[:, :i], joint[:, i + 1 :]], 1)  # noqa: E731
@@ -284,9 +228,8 @@ def critic_of(agent: torch.nn.Module, i: int):
 
 @torch.no_grad()
 def critic_maximum(q, n_agents: int, points: int | None = None, chunk: int = 65_536) -> dict:
-    """Where a critic q (joint actions [N, n] in [-1, 1] -> [N], e.g. critic_of) peaks on a grid of `points` actions
-    per agent spanning [-10, 10] (default GRID_POINTS): {argmax: that joint action in env units, q_max: q there,
-    q_optimum: q at the global optimum (5, ..., 5)}."""
+    """Where a critic q (critic_of) peaks on a grid of `points` actions per agent spanning [-10, 10] (default
+    GRID_POINTS): {argmax: that joint action in env units, q_max: q there, q_optimum: q at (5, ..., 5)}."""
     points = points or GRID_POINTS.get(n_agents, 9)
     grid = torch.cartesian_prod(*[torch.linspace(-1, 1, points)] * n_agents).reshape(-1, n_agents)
     values = torch.cat([q(block) for block in grid.split(chunk)])
@@ -296,13 +239,10 @@ def critic_maximum(q, n_agents: int, points: int | None = None, chunk: int = 65_
 
 
 def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None = None, n_samples: int = 4096) -> dict:
-    """What a PR2 agent's opponent model ρ contributes at the differential game's one state.
-
-    response: [at own action +5, at -5], each ρ's mean prediction of the other agents' actions (env units, in agent
-    order) given that own action. gap: {'rho@<α>': ..., 'uniform@<α>': ...}, Q^i(s, +5) - Q^i(s, -5), the soft values
-    α·log E_b exp(Q^i(s, a, b)/α) of the two optima's own actions under the learned joint critic (pr2_continuous's
-    soft_marginal), with b from ρ(·|s, a) ('rho') or uniform ('uniform'), at each α in `alphas` (default
-    soft_schedule(): the soft policy's first and final α on this game). Its own fixed seed: the same on every read."""
+    """What a PR2 agent's ρ contributes at the differential game's one state, with its own fixed seed. response: ρ's
+    mean prediction of the others' actions (env units, agent order) at own action [+5, -5]. gap: {'rho@<α>': ...,
+    'uniform@<α>': ...}, Q^i(s, +5) - Q^i(s, -5) for the soft values α·log E_b exp(Q^i(s, a, b)/α) of
+    pr2_continuous.soft_marginal, b from ρ(·|s, a) or uniform, at each α (default: soft_schedule())."""
     import pr2_continuous
 
     state = torch.zeros(2, agent.joint_critic.input_layers[0].in_features)
@@ -320,11 +260,26 @@ def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None
     return dict(response=response.tolist(), gap=gap)
 
 
-def diagnose(checkpoint: Path, script: str) -> dict:
-    """Each agent's critic maximum (PR2's joint critics, MADDPG's centralised ones) and, for PR2, what its ρ says."""
-    agents = load_agents(checkpoint, script)
-    if agents is None:
+def diagnose(checkpoint_path: Path, script: str) -> dict:
+    """Each agent's critic maximum and, for PR2, what its ρ says, from a checkpoint of pr2_continuous.py or
+    baselines/maddpg.py, built as the script builds it from its own flags and sizes; nothing for other scripts."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    saved, act_dims = checkpoint.get("args", {}), checkpoint.get("act_dims", [])
+    obs_dims = checkpoint.get("obs_dims", [1] * len(act_dims))
+    if Path(script).name == "pr2_continuous.py" and "policy" in saved and "agents" in checkpoint:
+        import pr2_continuous
+
+        known = {field.name for field in dataclasses.fields(pr2_continuous.Args)}  # flags a newer script dropped
+        flags = pr2_continuous.Args(**{key: value for key, value in saved.items() if key in known})
+        agents = pr2_continuous.build_agents(obs_dims, act_dims, checkpoint.get("state_dim", 0), flags)
+    elif Path(script).name == "maddpg.py" and "agents" in checkpoint:
+        from baselines import maddpg
+
+        agents = maddpg.build_agents(obs_dims, act_dims, saved["hidden_size"])
+    else:
         return dict(critics=[], opponent_models=[])
+    agents.load_state_dict(checkpoint["agents"])
+    agents.eval()
     critics = [critic_maximum(critic_of(agent, i), len(agents)) for i, agent in enumerate(agents)]
     models = [opponent_model_view(agent) for agent in agents if hasattr(agent, "opponent_model")]
     return dict(critics=critics, opponent_models=models)

@@ -1,8 +1,9 @@
-"""The benchmark grid's report: Student-t and Welch intervals over seeds (scipy.stats), the curves, and the markdown
-tables (final evaluation return, ablations, cross-play, speed) that benchmarks/run_grid.py writes."""
+"""The benchmark grid's report that benchmarks/run_grid.py writes: the markdown tables (final evaluation return,
+ablations, cross-play, speed) with Student-t and Welch intervals over seeds (scipy.stats), and the curves."""
 
 import collections
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -28,8 +29,7 @@ def mean_ci(values) -> tuple:
 
 
 def welch(a, b) -> tuple[float, float]:
-    """mean(a) - mean(b) of two independent sets of per-seed numbers and the half-width of its Welch t interval
-    (NaN with fewer than two numbers on a side)."""
+    """mean(a) - mean(b) of two sets of per-seed numbers and the half-width of its Welch t interval (or NaN)."""
     gap = float(np.mean(a) - np.mean(b))
     if len(a) < 2 or len(b) < 2:
         return gap, math.nan
@@ -50,7 +50,7 @@ def fmt(values, digits: int = 2) -> str:
 
 
 def smooth(values: list[float], window: int) -> np.ndarray:
-    """Trailing moving average over `window` points (fewer at the start), so that the first value stays the first."""
+    """Trailing moving average over `window` points (fewer at the start)."""
     sums = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
     ends = np.arange(1, len(values) + 1)
     starts = np.maximum(ends - window, 0)
@@ -58,8 +58,8 @@ def smooth(values: list[float], window: int) -> np.ndarray:
 
 
 def band(ax, curves: list, label: str, smoothing: float):
-    """Mean ± 95% CI band over seeds of [(step, value), ...] curves, on the steps all of them logged; each curve first
-    smoothed by a trailing moving average over `smoothing` of its points (0: none). Ablations dashed."""
+    """Mean ± 95% CI band over seeds of [(step, value), ...] curves on the steps all of them logged, each smoothed over
+    `smoothing` of its points (0: none). Ablations dashed."""
     steps = sorted(set.intersection(*(set(step for step, _ in curve) for curve in curves)))
     window = max(1, int(smoothing * len(steps)))
     mean, half = mean_ci([smooth([dict(curve)[step] for step in steps], window) for curve in curves])
@@ -69,9 +69,8 @@ def band(ax, curves: list, label: str, smoothing: float):
 
 
 def draw_curves(rows: dict, task: str, path: Path, smoothing: float = 0.05):
-    """One task's curves, {label: [result, ...]} -> mean ± 95% CI band over seeds. Main panel: the evaluations
-    (noise-free policy, fixed env seeds) as logged; beside it the training episodes, smoothed over `smoothing` of
-    their points (each entry averages only the few episodes that ended since the last one)."""
+    """One task's curves, {label: [result, ...]}, mean ± 95% CI over seeds: the evaluations as logged, and beside them
+    the training episodes smoothed over `smoothing` of their points (each averages the few episodes since the last)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,29 +97,29 @@ def by_label(results: dict, task: str) -> dict:
 
 
 def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[str], timing: dict, planned: dict):
-    """Write <out-dir>/<name>.md and a <name>_<task>.png per task with finished runs. planned: {(task, label): the
-    seeds asked for}; rows with fewer finished seeds say so. crossing: cross-play's table, the pairings not played."""
+    """Write <out-dir>/<name>.md and a <name>_<task>.png per task with finished runs. planned: {(task, label): seeds
+    asked for}. crossing: cross-play's table and the pairings not played."""
     crossed, not_crossed = crossing
     budget, name = grid.BUDGETS[args.budget], args.name
     tasks = [task for task in grid.TASKS if any(key[0] == task for key in planned)]
     finished = [r for runs in results.values() for r in runs.values()]
+    cpus = collections.Counter(result.get("cpu", "not recorded") for result in finished)
     # --report-only changes no result: the command that reproduces the grid is the one without it
     command = " ".join(["python benchmarks/run_grid.py", *(flag for flag in argv if flag != "--report-only")])
     where = f"dispatched to Ray at `{args.ray_address}`" if args.ray_address else f"{args.workers} at a time"
     lines = [
-        f"# PR2 against MADDPG, DDPG and DDPG-OM ({args.budget} budget)",
-        "",
+        f"# PR2 against MADDPG, DDPG and DDPG-OM ({args.budget} budget)", "",
         f"Command: `{command}`  ",
         f"Extra flags (else each script's defaults): `{' '.join(budget.flags)}` on every run  ",
         f"Seeds asked for: {planned_seeds(planned, tasks)}; {len(finished)} of {sum(map(len, planned.values()))} "
         "runs finished  ",
         f"Evaluation: {evaluation_protocol(finished)}  ",
         f"Software: {versions()}  ",
-        f"CPUs the runs trained on: {cpus(finished)} (a seeded run is bit-identical on one CPU, not across them)  ",
+        f"CPUs the runs trained on: {'; '.join(f'{name} ({n} runs)' for name, n in sorted(cpus.items())) or '–'} "
+        "(a seeded run is bit-identical on one CPU, not across them)  ",
         f"Wall time: {timing['wall'] / 3600:.2f} h for this invocation ({timing['ran']} runs trained, "
         f"{timing['reused']} reused from earlier invocations); the runs' own wall times add up to "
-        f"{sum(r['wall_time'] for r in finished) / 3600:.2f} h. Each run on one thread, {where}.",
-        "",
+        f"{sum(r['wall_time'] for r in finished) / 3600:.2f} h. Each run on one thread, {where}.", "",
         f"**Final evaluation return** (the headline): `eval/episodic_return` (the noise-free policy's episode return, "
         f"averaged over the evaluation episodes and the agents) averaged over the run's last {grid.LAST_EVALUATIONS} "
         f"evaluations, then mean ± 95% confidence interval (Student t) over seeds. **vs {grid.BASELINE}**: its "
@@ -129,12 +128,11 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
         "agents / adversaries**: the final evaluation return of each side's agents. **Critic sees**: what the "
         "algorithm's critics (and PR2's opponent model ρ) are given; every actor sees its own observation only. "
         "**Seeds**: finished / asked for. **Training SPS**: environment steps per second after `learning_starts`, "
-        "from the wall-clock times of the logged SPS events (warm-up excluded).",
-        "",
+        "from the wall-clock times of the logged SPS events (warm-up excluded).", "",
         f"| task | algorithm | critic sees | seeds | env steps | final evaluation return | vs {grid.BASELINE} "
         "| training return | good agents | adversaries | training SPS |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    ]  # fmt: skip
     critics = {algorithm.label: algorithm.critic for algorithm in grid.ALGORITHMS}
     for task in tasks:
         rows = by_label(results, task)
@@ -157,21 +155,12 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
         draw_curves(by_label(results, task), task, out / f"{name}_{task}.png")
         lines += ["", f"![{task}]({name}_{task}.png)"]
     lines += ablation_section(results) + cross_play_section(crossed, not_crossed, args) + speed_section(results)
-    lines += ["", "## Commands", ""] + sorted({f"- `{seedless(r['command'])}`" for r in finished})
+    commands = {re.sub(r"--seed \d+", "--seed <seed>", r["command"]) for r in finished}
+    lines += ["", "## Commands", ""] + sorted(f"- `{command}`" for command in commands)
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {error.splitlines()[0]}" for error in failed]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     return out / f"{name}.md"
-
-
-def seedless(command: str) -> str:
-    words = command.split()
-    return " ".join("<seed>" if k and words[k - 1] == "--seed" else word for k, word in enumerate(words))
-
-
-def cpus(finished: list) -> str:
-    counted = collections.Counter(result.get("cpu", "not recorded") for result in finished)
-    return "; ".join(f"{name} ({count} runs)" for name, count in sorted(counted.items())) or "–"
 
 
 def planned_seeds(planned: dict, tasks: list[str]) -> str:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +43,7 @@ COMMANDS = {
 
 
 def versions() -> dict:
-    import mpe2
-    import numpy
-    import pettingzoo
-    import torch
-
-    return {module.__name__: module.__version__ for module in (torch, numpy, pettingzoo, mpe2)}
+    return {name: version(name) for name in ("torch", "numpy", "pettingzoo", "mpe2")}
 
 
 def fingerprint_of(name: str) -> dict:

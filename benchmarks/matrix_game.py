@@ -45,32 +45,24 @@ def main():
     ends = {m: np.array([traces[m][s]["policy"][-100:].mean(0) for s in cli.seeds]) for m in MODELS}
     hits = {m: np.all(np.abs(ends[m] - 0.5) <= 0.05, 1) for m in MODELS}
     lines = [
-        "# PR2-Q vs IGA on the paper's matrix game",
-        "",
+        "# PR2-Q vs IGA on the paper's matrix game", "",
         "R1 = [[0, 3], [1, 2]], R2 = [[3, 2], [0, 1]] (rows: agent_0); unique Nash equilibrium (0.5, 0.5).",
         f"{cli.iterations} iterations; entries are the mean pi(a=0) over the last 100 iterations; "
-        "'hit' = both agents within 0.05 of 0.5.",
-        "",
+        "'hit' = both agents within 0.05 of 0.5.", "",
         "Command: `python benchmarks/matrix_game.py` (runs `python pr2_discrete.py --env matrix --seed S "
-        "--opponent-model {empirical,eq12}` for each seed).",
-        "",
+        "--opponent-model {empirical,eq12}` for each seed).", "",
         "| seed | " + " | ".join(f"PR2-Q {name}: agent_0 | agent_1 | hit" for name in MODELS.values()) + " |",
         "|---|---|---|---|---|---|---|",
-    ]
+    ]  # fmt: skip
     for k, seed in enumerate(cli.seeds):
         cells = [f"{ends[m][k, 0]:.3f} | {ends[m][k, 1]:.3f} | {'yes' if hits[m][k] else 'no'}" for m in MODELS]
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     last, tail = iga_path[-100:].mean(0), iga_path[-200:]
     lines += ["", *(f"**PR2-Q, {name}: {hits[m].sum()}/{len(cli.seeds)} seeds within 0.05 of (0.5, 0.5).**  "
                     for m, name in MODELS.items())]  # fmt: skip
-    lines += [
-        "",
-        f"IGA from (0, 0.9), step 0.01: mean of the last 100 iterations ({last[0]:.3f}, {last[1]:.3f}); over the "
-        f"last 200 iterations pi1 spans [{tail[:, 0].min():.2f}, {tail[:, 0].max():.2f}] and pi2 spans "
-        f"[{tail[:, 1].min():.2f}, {tail[:, 1].max():.2f}].",
-        "",
-        "![PR2-Q vs IGA](matrix_game.png)",
-    ]
+    lines += ["", f"IGA from (0, 0.9), step 0.01: mean of the last 100 iterations ({last[0]:.3f}, {last[1]:.3f}); "
+              f"over the last 200 iterations pi1 spans [{tail[:, 0].min():.2f}, {tail[:, 0].max():.2f}] and pi2 spans "
+              f"[{tail[:, 1].min():.2f}, {tail[:, 1].max():.2f}].", "", "![PR2-Q vs IGA](matrix_game.png)"]  # fmt: skip
     (cli.out / "matrix_game.md").write_text("\n".join(lines) + "\n")
 
     # the style of Fig. 3: learning paths, then policies and opponent models over time for the first seed
@@ -83,8 +75,8 @@ def main():
         ax.plot(*ends[m].T, "o", color=color, mec="k", ms=6, label=f"{m}: last-100 means")
     ax.plot(*iga_path.T, color="tab:gray", lw=0.8, label="IGA from (0, 0.9)")
     ax.plot(0.5, 0.5, "k*", ms=12, label="Nash equilibrium")
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="pi^1(a=0)", ylabel="pi^2(a=0)", title="(a) learning paths")
-    ax.set_aspect("equal")
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="pi^1(a=0)", ylabel="pi^2(a=0)", title="(a) learning paths",
+           aspect="equal")  # fmt: skip
     ax.legend(fontsize=7, loc="lower right")
     panels_content = [
         (f"(b) PR2-Q policies (empirical rho, seed {first}) vs IGA", "pi(a=0)", traces["empirical"][first]["policy"]),

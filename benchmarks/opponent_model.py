@@ -6,13 +6,13 @@
     python benchmarks/opponent_model.py --train --games paper_n3 --seeds 0 1 \
         --configs soft_rho=pr2_continuous.py:--total-timesteps,300 maddpg=baselines/maddpg.py:
 
---gaps: V_u(a) = α·log E_{b~U} exp(r(a, b)/α) (--soft-marginal uniform); V_ρ(a) the same with b ~ ρ_α(·|a) ∝
-exp(r(a, b)/α) (--soft-marginal rho with ρ at Eq. 12), so that V_ρ(α) = 2·V_u(α/2) - V_u(α); V_br(a) = max_b r(a, b).
-The expectations are trapezoid sums over a grid of the other agents' actions b, deterministic and fast.
---train: each (game, configuration, seed) one run of the real script, resumable (common.differential_run).
+--gaps: V_u(a) = α·log E_{b~U} exp(r(a, b)/α) (--soft-marginal uniform), V_ρ(a) the same with b ~ ρ_α(·|a) ∝
+exp(r(a, b)/α) (ρ at Eq. 12) = 2·V_u(α/2) - V_u(α), V_br(a) = max_b r(a, b): trapezoid sums over a grid of the other
+agents' actions b. --train: each (game, configuration, seed) one resumable run of the script (common.differential_run).
 """
 
 import argparse
+import concurrent.futures
 import itertools
 import shlex
 import sys
@@ -101,18 +101,6 @@ def soft_values(reward, roles: list[str], agent: int, own, alphas):
     return v_u, v_rho, r.max(1)
 
 
-def table_alphas() -> list[float]:
-    """The soft policy's first α, the round values between, and its final α: the rows of each game's table."""
-    start, final = common.soft_schedule()
-    return [start, *(alpha for alpha in (20.0, 10.0, 5.0, 2.0, 1.0) if final < alpha < start), final]
-
-
-def global_share(own, values, alpha: float) -> float:
-    """Mass of π(a) ∝ exp(V(a)/α) on the global optimum's side (own action > 0), trapezoid rule on the own grid."""
-    weight = np.exp((values - values.max()) / alpha) * np.r_[0.5, np.ones(len(own) - 2), 0.5]
-    return float((weight[own > 0].sum() + 0.5 * weight[own == 0].sum()) / weight.sum())
-
-
 def crossings(alphas, gap) -> str:
     """The temperatures in the scan at which the gap changes sign, interpolated in log α, as text."""
     points = []
@@ -126,7 +114,8 @@ def role_gaps(scenario: str, agent: int) -> dict:
     """Everything the report says about one role of one game."""
     reward, roles = game(scenario)
     own = np.arange(-10.0, 10.0 + STEP / 2, STEP)
-    alphas = table_alphas()
+    start, final = common.soft_schedule()  # the table's rows: these and the round values between
+    alphas = [start, *(alpha for alpha in (20.0, 10.0, 5.0, 2.0, 1.0) if final < alpha < start), final]
     scan = np.geomspace(alphas[0], alphas[-1], 401)  # equal steps of the geometric anneal
     v_u, v_rho, v_br = soft_values(reward, roles, agent, own, alphas)
     s_u, s_rho, _ = soft_values(reward, roles, agent, [GLOBAL, LOCAL], scan)
@@ -137,7 +126,9 @@ def role_gaps(scenario: str, agent: int) -> dict:
         row = dict(alpha=alpha)
         for name, v in (("u", v_u[k]), ("rho", v_rho[k])):
             row.update({f"{name}_best": own[v.argmax()], f"{name}_gap": v[at_global] - v[at_local]})
-            row[f"{name}_share"] = global_share(own, v, alpha)
+            # global share: the mass of π(a) ∝ exp(V(a)/α) on a > 0, trapezoid rule on the own grid
+            weight = np.exp((v - v.max()) / alpha) * np.r_[0.5, np.ones(len(own) - 2), 0.5]
+            row[f"{name}_share"] = float((weight[own > 0].sum() + 0.5 * weight[own == 0].sum()) / weight.sum())
         rows.append(row)
     br_best, first = own[v_br.argmax()], rows[0]
     return dict(scenario=scenario, role=roles[agent], agent=agent, n_agents=len(roles), rows=rows, br_best=br_best,
@@ -147,47 +138,32 @@ def role_gaps(scenario: str, agent: int) -> dict:
                 separates=bool(first["u_best"] < 0 < first["rho_best"]))  # fmt: skip
 
 
-def gaps(scenarios=tuple(GAMES)) -> list[dict]:
-    """role_gaps for every distinct role (the first agent of each) of every scenario."""
-    results = []
-    for scenario in scenarios:
-        roles = game(scenario)[1]
-        results += [role_gaps(scenario, roles.index(role)) for role in dict.fromkeys(roles)]
-    return results
-
-
 def write_gaps(results: list[dict], path: Path):
     a0, a1 = (f"{alpha:g}" for alpha in common.soft_schedule())
     lines = [
-        "# What the opponent model adds: the games before training",
-        "",
+        "# What the opponent model adds: the games before training", "",
         f"Command: `python benchmarks/opponent_model.py {shlex.join(sys.argv[1:])}`  ",
-        f"Software: {versions()}.",
-        "",
+        f"Software: {versions()}.", "",
         "From the exact reward, no training. For one agent of each role, the soft value of its own action a with the "
-        "other agents' actions b:",
-        "",
+        "other agents' actions b:", "",
         "- **uniform**: V_u(a) = α·log E_{b~U[-10,10]} exp(r(a, b)/α), what `--soft-marginal uniform` estimates;",
         "- **ρ (Eq. 12)**: V_ρ(a) = α·log E_{b~ρ_α(·|a)} exp(r(a, b)/α) with ρ_α(b|a) ∝ exp(r(a, b)/α), what "
         "`--soft-marginal rho` estimates once ρ has learned Eq. 12 at the current α (= 2·V_u(α/2) - V_u(α));",
-        "- **best response**: V_br(a) = max_b r(a, b), the α → 0 limit of both.",
-        "",
+        "- **best response**: V_br(a) = max_b r(a, b), the α → 0 limit of both.", "",
         f"Gap: V(+5) - V(-5), the own actions of the global (10) and local (0) optimum; > 0 favours the global one. "
         f"Best a: the argmax of V over own actions (step {STEP:g}). Global share: the mass of π(a) ∝ exp(V(a)/α) on "
         f"the global side (a > 0). α anneals geometrically from {a0} to {a1} (`pr2_continuous.py`'s soft policy at "
         "its differential-game defaults); 'share of the anneal' counts 401 equal steps of that schedule. "
         f"Expectations are trapezoid sums on a grid of step {STEP:g}. Not included: the tanh squash factor "
-        "Π(1 - x²) that the SVGD targets of ρ and π carry.",
-        "",
+        "Π(1 - x²) that the SVGD targets of ρ and π carry.", "",
         f"**Kept**: at the first α = {a0} the uniform value's best own action is on the local side (< 0) and the best "
         "response's on the global side (> 0), for at least one role. **ρ separates at the start**: the same for "
-        "this role with V_ρ in place of V_br.",
-        "",
+        "this role with V_ρ in place of V_br.", "",
         f"| game | agents | role | best a at α = {a0}: uniform / ρ / best response | uniform's gap changes sign at α "
         "| ρ's gap changes sign at α | share of the anneal with uniform favouring local / with that and ρ global "
         "| kept | ρ separates at the start |",
         "|---" * 9 + "|",
-    ]
+    ]  # fmt: skip
     yes = {True: "yes", False: "no"}
     for r in results:
         kept = any(other["kept"] for other in results if other["scenario"] == r["scenario"])
@@ -226,13 +202,17 @@ def train(games: list[str], configs: list[tuple], args: argparse.Namespace, name
 
     jobs = [(label, *config, game, seed) for game in games for label, *config in configs for seed in args.seeds]
     results, failed = {game: {label: [] for label, _, _ in configs} for game in games}, []
-    for (label, _, _, game, seed), result in common.run_parallel(run, jobs, args.workers):
-        if result is None:  # failed, or (--report-only) not finished
-            failed += [] if args.report_only else [(game, label, seed)]
-            continue
-        results[game][label].append(result)
-        action = ", ".join(f"{a:+.2f}" for a in result["final_action"])
-        print(f"{game} {label} seed {seed}: ({action}) global optimum: {result['success']}", flush=True)
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:  # threads: each run is its own process
+        futures = {pool.submit(run, *job): job for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            (label, _, _, game, seed), error = futures[future], future.exception()
+            if error is not None:  # the others go on; rerunning resumes, finished runs are not redone
+                print(f"{game} {label} seed {seed} failed: {error}", flush=True)
+                failed.append((game, label, seed))
+            elif (result := future.result()) is not None:  # None: not finished (--report-only)
+                results[game][label].append(result)
+                action = ", ".join(f"{a:+.2f}" for a in result["final_action"])
+                print(f"{game} {label} seed {seed}: ({action}) global optimum: {result['success']}", flush=True)
     for rows in (rows for by_label in results.values() for rows in by_label.values()):
         rows.sort(key=lambda r: r["seed"])
     if args.report_only:
@@ -245,39 +225,19 @@ def write_report(results: dict, failed: list, configs: list[tuple], args, title:
     """The report `report` in args.out_dir with a section and a picture <prefix>_<game>.png per game."""
     out, shown = Path(args.out_dir), {label for by_label in results.values() for label in by_label}
     command = shlex.join(a for a in sys.argv[1:] if a != "--report-only")
+    grid, alphas = ", ".join(f"{p} points per agent with {n}" for n, p in GRID_POINTS.items()), common.soft_schedule()
     lines = [
-        f"# {title}",
-        "",
+        f"# {title}", "",
         f"Command: `python benchmarks/{Path(sys.argv[0]).name} {command}`  ",
         f"Seeds: {', '.join(map(str, args.seeds))} for every game and configuration shown (a count out of fewer "
         f"seeds: the others have not run yet or failed); each run on one thread, {args.workers} at a time. Every "
         "run: `--env differential --scenario <game> --seed <seed> --save-model --eval-episodes 1 --torch-threads 1` "
         "and the configuration's flags.  ",
-        f"Software: {versions()}.",
-        "",
-        "| configuration | script and flags | what it is |",
-        "|---|---|---|",
+        f"Software: {versions()}.", "",
+        "| configuration | script and flags | what it is |", "|---|---|---|",
         *(f"| {label} | `{' '.join([script, *flags])}` | {CONFIGS.get(label, ('', ''))[1]} |"
-          for label, script, flags in configs if label in shown),
-        "",
-        *legend(),
-    ]  # fmt: skip
-    if failed:
-        lines += ["**Runs that failed** (rerun the command to retry them; every other seed is reported):", ""]
-        lines += [f"- {game} {label} seed {seed}" for game, label, seed in failed] + [""]
-    for game, by_label in results.items():
-        lines += [f"## `{game}` ({common.split_formula(game)[1]} agents): {GAMES.get(game, '')}", ""]
-        lines += differential_tables(game, by_label, len(args.seeds), out / f"{prefix}_{game}.png")
-    (out / report).write_text("\n".join(lines))
-    print(f"wrote {out / report} and its pictures {prefix}_<game>.png")
-    if failed:
-        raise SystemExit(f"{len(failed)} runs failed; rerun the same command to retry them (finished runs are kept)")
-
-
-def legend() -> list[str]:
-    """What differential_tables reports, for the head of a report."""
-    grid = ", ".join(f"{p} points per agent with {n}" for n, p in GRID_POINTS.items())
-    return [
+          for label, script, flags in configs if label in shown), "",
+        # what differential_tables reports
         f"**Global optimum**: the final noise-free joint action (the last logged `charts/action/*`) within "
         f"{SUCCESS_RADIUS:g} env unit of (5, …, 5), where the reward is 10; the local optimum (−5, …, −5) pays 0. "
         "**Final reward**: the reward there; **evaluation return**: `eval/episodic_return` of the one evaluation "
@@ -290,9 +250,18 @@ def legend() -> list[str]:
         "its own action ±5. **Gap**: Q^i(s, +5) − Q^i(s, −5), the soft values α·log E_b exp(Q^i(s, a, b)/α) of the "
         "two optima's own actions under the learned joint critic, with b from ρ(·|s, a) or uniform on "
         "[−10, 10]^(n−1), 4,096 samples, at the first and final α of the soft policy at its differential-game "
-        f"defaults ({' and '.join(f'{alpha:g}' for alpha in common.soft_schedule())}). No ρ or no critic: —.",
-        "",
-    ]
+        f"defaults ({' and '.join(f'{alpha:g}' for alpha in alphas)}). No ρ or no critic: —.", "",
+    ]  # fmt: skip
+    if failed:
+        lines += ["**Runs that failed** (rerun the command to retry them; every other seed is reported):", ""]
+        lines += [f"- {game} {label} seed {seed}" for game, label, seed in failed] + [""]
+    for game, by_label in results.items():
+        lines += [f"## `{game}` ({common.split_formula(game)[1]} agents): {GAMES.get(game, '')}", ""]
+        lines += differential_tables(game, by_label, len(args.seeds), out / f"{prefix}_{game}.png")
+    (out / report).write_text("\n".join(lines))
+    print(f"wrote {out / report} and its pictures {prefix}_<game>.png")
+    if failed:
+        raise SystemExit(f"{len(failed)} runs failed; rerun the same command to retry them (finished runs are kept)")
 
 
 def signed(values, digits: int = 1) -> str:
@@ -370,8 +339,15 @@ def parse_training(parser: argparse.ArgumentParser, configs: list[str], note: st
             make_env("differential", game)
         except EnvError as error:
             parser.error(str(error))
+    configs = []
+    for text in args.configs:
+        label, _, rest = text.partition("=")
+        script, _, flags = rest.partition(":")
+        if not label or not script.endswith(".py") or label in [config[0] for config in configs]:
+            parser.error(f"--configs: {text!r} is not 'label=script.py:flag,flag,...' with a label of its own")
+        configs.append((label, script, [flag for flag in flags.split(",") if flag]))
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    return args, common.parse_configs(args.configs, parser)
+    return args, configs
 
 
 def main():
@@ -385,7 +361,9 @@ def main():
     if args.report_only and not args.train:
         parser.error("--report-only goes with --train")
     if args.gaps:
-        write_gaps(gaps(args.scenarios), Path(args.out_dir) / "opponent_model_gaps.md")
+        roles = {scenario: game(scenario)[1] for scenario in args.scenarios}  # each distinct role's first agent
+        results = [role_gaps(s, roles[s].index(role)) for s in args.scenarios for role in dict.fromkeys(roles[s])]
+        write_gaps(results, Path(args.out_dir) / "opponent_model_gaps.md")
         return print(f"wrote {Path(args.out_dir) / 'opponent_model_gaps.md'}")
     title = "What the opponent model adds: training on the differential games"
     write_report(*train(args.games, configs, args), configs, args, title, "opponent_model.md", "opponent_model")

@@ -64,31 +64,24 @@ def main():
     train, greedy = (np.array([r[key] for r in results]) for key in ("final_train_return", "greedy_eval_return"))
     name = f"{cli.scenario}_{cli.exp_name}"
     lines = [
-        f"# Deep discrete PR2 on mpe2 `{cli.scenario}` ({cli.exp_name})",
-        "",
+        f"# Deep discrete PR2 on mpe2 `{cli.scenario}` ({cli.exp_name})", "",
         f"Command: `python benchmarks/particle.py --scenario {cli.scenario} --exp-name {cli.exp_name} --seeds "
-        f"{' '.join(map(str, cli.seeds))}{' -- ' + ' '.join(cli.extra) if cli.extra else ''}`",
-        "",
+        f"{' '.join(map(str, cli.seeds))}{' -- ' + ' '.join(cli.extra) if cli.extra else ''}`", "",
         "Return = per agent (mean over agents) per 25-step episode. final (train) = mean `charts/episodic_return` "
         "(the Boltzmann policy) over the last 10% of steps; greedy eval = `eval/episodic_return`, 50 argmax-policy "
-        "episodes after training. CPU time: user + system time of the run's process.",
-        "",
+        "episodes after training. CPU time: user + system time of the run's process.", "",
         "| seed | steps | wall time (s) | CPU time (s) | final (train) | greedy eval |",
         "|---|---|---|---|---|---|",
         *(f"| {r['seed']} | {r['steps']:,} | {r['wall_time']:.0f} | {r['cpu_time']:.0f} | "
           f"{r['final_train_return']:.2f} | {r['greedy_eval_return']:.2f} |" for r in results),
         f"| **mean ± std** | | | | **{train.mean():.2f} ± {train.std():.2f}** | **{greedy.mean():.2f} ± "
-        f"{greedy.std():.2f}** |",
-        "",
-        f"Uniformly random actions (500 episodes): {random_mean:.2f} ± {random_std:.2f} (std over episodes).",
-        "",
-        f"Each run: `{results[0]['command']}` (one process at a time, CPU).",
-        "",
+        f"{greedy.std():.2f}** |", "",
+        f"Uniformly random actions (500 episodes): {random_mean:.2f} ± {random_std:.2f} (std over episodes).", "",
+        f"Each run: `{results[0]['command']}` (one process at a time, CPU).", "",
         f"![learning curves]({name}.png)",
     ]  # fmt: skip
     (cli.out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    plt, fig, axes = panels(1, (6.5, 4))
-    ax = axes[0, 0]
+    plt, fig, ((ax,),) = panels(1, (6.5, 4))
     window = 20
     for r in results:
         steps, values = np.array(r["curve"]).T

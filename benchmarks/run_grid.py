@@ -43,8 +43,8 @@ class Args:
     workers: int = 2
     """runs at the same time on this machine (each on one thread); ignored with --ray-address"""
     ray_address: str | None = None
-    """send the runs to the Ray cluster at this address ('auto', 'ray://host:10001'; 'local' starts a throwaway one).
-    Needs `pip install "ray[default]"`, and the repository and --work-dir at the same paths on every node."""
+    """the Ray cluster to run on ('auto', 'ray://host:10001'; 'local' starts a throwaway one), which needs Ray and the
+    repository and --work-dir at the same paths on every node"""
     cross_play_episodes: int = 50
     """evaluation episodes per cross-play pairing and seed"""
     report_only: bool = False
@@ -56,12 +56,12 @@ class Args:
     work_dir: str = "benchmarks/work"
     """where the runs go (logs, checkpoints, result.json); git-ignored"""
     keep_dir: str | None = None
-    """where finished runs' result.json and cross-play results are kept, to be committed: the grid resumes from them
-    on a fresh checkout. Checkpoints only while a cross-play pairing waits for them; None: <out-dir>/<name>_runs"""
+    """where finished runs' result.json and cross-play results are kept, to be committed (and checkpoints while a
+    cross-play pairing waits for them); None: <out-dir>/<name>_runs"""
 
 
 def check(args: Args):
-    """Unknown names and bad numbers stop the grid before anything runs, with one line."""
+    """Unknown names and bad numbers stop the grid before anything runs."""
     for kind, given, known in (("algorithm", args.algorithms, grid.LABELS), ("task", args.tasks, grid.TASKS)):
         for name in given or ():
             if name not in known:
@@ -103,8 +103,8 @@ def last_evaluations(curve: list) -> float:
 
 
 def training_sps(run_dir: Path, learning_starts: int) -> float:
-    """Environment steps per second after learning_starts (with gradient steps), from the wall-clock times of the
-    logged charts/SPS events; the fast warm-up is left out. NaN if fewer than two events fall after it."""
+    """Environment steps per second after learning_starts, from the wall-clock times of the logged charts/SPS
+    events (NaN if fewer than two fall after it)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = []
@@ -244,8 +244,7 @@ def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple
     return sorted(again)
 
 
-def main(args: Args, argv: list[str]):
-    """argv: the command line's arguments, recorded in the report."""
+def main(args: Args, argv: list[str]):  # argv: the command line's arguments, recorded in the report
     check(args)
     args.name = args.name or f"grid_{args.budget}"
     start = time.time()
