@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,6 @@ GLOBAL, LOCAL = 5.0, -5.0  # every agent's own action at the differential game's
 GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for critic_maximum (9 with more agents)
 
 
-# ---------------------------------------------------------------- runs
 def load_result(folder: Path, command: str | None = None) -> dict | None:
     """The finished run's result.json, if there is one (and, given a command, if its 'command' is that one)."""
     path = folder / "result.json"
@@ -43,8 +43,7 @@ def prepare(folder: Path):
 
 
 def execute(command: list[str], cwd: str) -> dict:
-    """Run one training command in `cwd`: its return code, output, wall time, own CPU time (user + system) and CPU.
-    Standard library only, so that a Ray worker can run it without this repository's imports."""
+    """Run a command in `cwd`: return code, output, wall time, own CPU time and CPU (standard library only: Ray)."""
     start = time.time()
     env = dict(os.environ, PYTHONHASHSEED="0")
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -93,8 +92,7 @@ def display_command(command: list[str]) -> str:
 
 
 def cpu() -> str:
-    """The CPU model and its widest vector instructions, e.g. 'AMD EPYC, avx512f': seeded runs are bit-identical on
-    one CPU, not across instruction sets. Standard library only, like execute."""
+    """The CPU model and its widest vector instructions, e.g. 'AMD EPYC, avx512f' (standard library only)."""
     info = Path("/proc/cpuinfo")  # Linux; elsewhere platform's name for the processor
     lines = info.read_text().splitlines() if info.exists() else []
     fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
@@ -105,13 +103,9 @@ def cpu() -> str:
 
 
 def versions() -> str:
-    from importlib.metadata import version
-
-    packages = ", ".join(f"{name} {version(name)}" for name in ("pettingzoo", "mpe2", "gymnasium", "numpy"))
-    return (
-        f"torch {torch.__version__}, {packages}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.machine()} with {os.cpu_count()} cores ({cpu()})"
-    )
+    packages = ", ".join(f"{name} {version(name)}" for name in ("torch", "pettingzoo", "mpe2", "gymnasium", "numpy"))
+    system = f"{platform.system()} {platform.machine()} with {os.cpu_count()} cores ({cpu()})"
+    return f"{packages}, Python {platform.python_version()}, {system}"
 
 
 # ---------------------------------------------------------------- the differential game
@@ -145,19 +139,17 @@ def differential_run(folder: Path, label: str, script: str, flags: list[str], sc
     actions = [scalars[f"charts/action/agent_{i}"] for i in range(sum("charts/action/agent_" in t for t in scalars))]
     path = [(points[0][0], *(value * ACTION_SCALE for _, value in points)) for points in zip(*actions)]  # env units
     final = list(path[-1][1:])
-    evaluation = scalars.get("eval/episodic_return", [(None, float("nan"))])
     result = dict(label=label, game=scenario, seed=seed, command=display_command(command), final_action=final,
                   reward=float(differential_reward(*final[:2], split_formula(scenario)[0], final[2:])),
-                  success=bool(np.linalg.norm(np.array(final) - GLOBAL) <= SUCCESS_RADIUS),
-                  eval_return=evaluation[-1][1], **timing, **diagnose(next(run_dir.glob("*.pt")), script))  # fmt: skip
-    result["path"] = path
+                  success=bool(np.linalg.norm(np.array(final) - GLOBAL) <= SUCCESS_RADIUS), **timing, path=path,
+                  eval_return=scalars.get("eval/episodic_return", [(0, float("nan"))])[-1][1],  # nan: none logged
+                  **diagnose(next(run_dir.glob("*.pt")), script))  # fmt: skip
     save_json(folder / "result.json", result)
     return result
 
 
 def panels(count: int, size: tuple[float, float], max_cols: int = 4):
-    """A figure of `count` panels, at most `max_cols` a row, each `size` inches: (pyplot, figure, axes [rows, cols])
-    with the panels beyond `count` hidden. Matplotlib draws off-screen (Agg)."""
+    """(pyplot, figure, axes [rows, cols]) of `count` panels of `size` inches, at most `max_cols` a row, off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")

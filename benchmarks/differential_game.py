@@ -1,7 +1,5 @@
-"""Benchmark: PR2 on the differential game "max of two quadratic", many seeds per configuration.
-
-Each (configuration, seed) is one resumable run of the real script, as in `benchmarks/opponent_model.py --train`: a
-markdown report and every seed's learning path (the noise-free joint action over training) on the reward landscape.
+"""Benchmark: PR2 on the differential game "max of two quadratic", many seeds per configuration, each one resumable
+run of the script as in `benchmarks/opponent_model.py --train`: a report and every seed's learning path.
 
     python benchmarks/differential_game.py                      # faithful PR2-AC, 10 seeds, paper formula
     python benchmarks/differential_game.py --formula code --configs soft=pr2_continuous.py: \\

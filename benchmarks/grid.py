@@ -1,7 +1,5 @@
-"""What a benchmark grid is: the algorithms (a script and its flags), the tasks, the budgets (which algorithms run on
-which task with which seeds and extra flags), the jobs a budget makes, and where each run's folders are.
-
-benchmarks/run_grid.py runs a grid, benchmarks/grid_report.py writes its report."""
+"""What a benchmark grid is (benchmarks/run_grid.py runs it, benchmarks/grid_report.py reports it): the algorithms, the
+tasks, the budgets (which algorithms run on which task with which seeds and extra flags), the jobs a budget makes."""
 
 import hashlib
 import json
@@ -57,7 +55,6 @@ class Budget:
     only_on: dict = field(default_factory=dict)  # label -> the tasks it runs on
 
 
-MAIN = (*VARIANTS, BASELINE)
 # The same evaluation for every algorithm: 10 noise-free episodes every 5,000 steps and after training
 EVALUATION = ("--eval-every", "5000", "--eval-episodes", "10")
 FEWER = {label: range(3) for label in ABLATIONS}
@@ -68,7 +65,7 @@ BUDGETS = {
     # everywhere, of DDPG and DDPG-OM on simple_spread, 3 seeds of the two ablations. 94 runs, about 24 CPU-hours.
     "like_for_like": Budget(LABELS, range(5), EVALUATION, FEWER, dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1])),
     "full": Budget(LABELS, range(5), EVALUATION, FEWER),  # every algorithm on every task
-    "reduced": Budget(MAIN, range(3), (*SHORT, *EVALUATION)),  # about half an hour on 2 cores
+    "reduced": Budget((*VARIANTS, BASELINE), range(3), (*SHORT, *EVALUATION)),  # about half an hour on 2 cores
     # Every code path (all tasks and algorithms, cross-play, plots) in a few minutes; the numbers mean nothing. Six
     # evaluations: more than the headline averages.
     "smoke": Budget(LABELS, range(2), (*TINY, "--eval-every", "25", "--eval-episodes", "2")),
@@ -99,9 +96,8 @@ def kept_folder(args, task: str, label: str, seed: int) -> Path:
 
 
 def make_jobs(args, budget: Budget) -> list[Job]:
-    """The budget's runs, or args.tasks, args.algorithms and args.seeds where given. Seed by seed over every
-    task: a grid stopped half way has the first seeds of every task (enough for a partial report with cross-play),
-    and one seed's algorithms run side by side under the same machine load."""
+    """The budget's runs, or args.tasks, args.algorithms and args.seeds where given, seed by seed over every task: a
+    grid stopped half way has the first seeds of every task, and one seed's algorithms run under the same load."""
     labels = {algorithm.label: algorithm for algorithm in ALGORITHMS}
     planned = {
         (task, label): list(args.seeds if args.seeds is not None else budget.seeds_of.get(label, budget.seeds))
@@ -120,15 +116,14 @@ def make_jobs(args, budget: Budget) -> list[Job]:
                 command = [sys.executable, str(ROOT / algorithm.script), "--env", "particle", "--scenario", task]
                 command += [*algorithm.flags, *budget.flags, "--seed", str(seed), "--exp-name", label]
                 command += ["--save-model", "--torch-threads", "1"]
-                where = (task, label, seed)
-                folders = job_folder(args, *where), kept_folder(args, *where)
+                folders = [folder(args, task, label, seed) for folder in (job_folder, kept_folder)]
                 jobs.append(Job(task, algorithm, seed, folders[0], tuple(command), folders[1]))
     return jobs
 
 
 def pairings(task: str) -> list[tuple[str, str]]:
     """(good label, adversary label) of every cross-play pairing on an adversarial task: each PR2 label against the
-    baseline on either side, the baseline against itself and each PR2 label against itself."""
+    baseline on either side and itself, the baseline against itself."""
     found = dict.fromkeys(pair for pr2, base in PAIRS for pair in ((pr2, base), (base, pr2), (base, base), (pr2, pr2)))
     return list(found) if task in ADVERSARIAL else []
 

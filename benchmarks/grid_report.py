@@ -58,8 +58,7 @@ def smooth(values: list[float], window: int) -> np.ndarray:
 
 
 def band(ax, curves: list, label: str, smoothing: float):
-    """Mean ± 95% CI band over seeds of [(step, value), ...] curves on the steps all of them logged, each smoothed over
-    `smoothing` of its points (0: none). Ablations dashed."""
+    """Mean ± 95% CI over seeds of curves on the steps all logged, each smoothed over `smoothing` of its points."""
     steps = sorted(set.intersection(*(set(step for step, _ in curve) for curve in curves)))
     window = max(1, int(smoothing * len(steps)))
     mean, half = mean_ci([smooth([dict(curve)[step] for step in steps], window) for curve in curves])
@@ -97,8 +96,7 @@ def by_label(results: dict, task: str) -> dict:
 
 
 def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[str], timing: dict, planned: dict):
-    """Write <out-dir>/<name>.md and a <name>_<task>.png per task with finished runs. planned: {(task, label): seeds
-    asked for}. crossing: cross-play's table and the pairings not played."""
+    """Write <out-dir>/<name>.md and a <name>_<task>.png per task. planned: {(task, label): seeds asked for}."""
     crossed, not_crossed = crossing
     budget, name = grid.BUDGETS[args.budget], args.name
     tasks = [task for task in grid.TASKS if any(key[0] == task for key in planned)]
@@ -149,8 +147,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
             cells += [difference(evaluation, baseline) if baseline else "–", fmt([r["final_return"] for r in runs])]
             cells += [side["good"], side["adversary"], fmt([r["train_sps"] for r in runs], 0)]
             lines.append(row(task, label, critics[label], *cells))
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    (out := Path(args.out_dir)).mkdir(parents=True, exist_ok=True)
     for task in (task for task in tasks if by_label(results, task)):
         draw_curves(by_label(results, task), task, out / f"{name}_{task}.png")
         lines += ["", f"![{task}]({name}_{task}.png)"]
@@ -164,8 +161,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
 
 
 def planned_seeds(planned: dict, tasks: list[str]) -> str:
-    """'task, task: label, label [seeds]; label [seeds] | task: ...': each task's labels grouped by the seeds asked
-    for, tasks with the same groups together."""
+    """'task, task: label, label [seeds]; label [seeds] | task: ...', tasks with the same groups together."""
     by_task = {}
     for task in tasks:
         groups = {}
@@ -246,8 +242,7 @@ def cross_play_section(crossed: dict, not_crossed: list, args) -> list[str]:
 
 
 def verdicts(crossed: dict) -> list[tuple]:
-    """(task, pr2, baseline, side, the PR2 side's per-seed returns against the baseline's opponents, the baseline
-    side's against the same opponents), on the seeds both pairings have, in seed order."""
+    """(task, pr2, baseline, side, the PR2 side's and the baseline side's returns against the baseline, by seed)."""
     found = []
     for task in grid.ADVERSARIAL:
         for pr2, baseline in grid.PAIRS:

@@ -25,21 +25,18 @@ from utils.logger import read_scalars  # noqa: E402
 
 FINGERPRINT = ROOT / "benchmarks" / "results" / "log_fingerprint.json"
 PARTICLE = "--env particle --total-timesteps 1200 --learning-starts 400 --eval-episodes 2 --save-model"
-COMMANDS = {
-    name: command.split()
-    for name, command in {
-        "continuous_soft": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3",
-        "continuous_deterministic": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3 --policy deterministic",
-        "continuous_differential": "pr2_continuous.py --env differential --total-timesteps 500 --learning-starts 200 "
-        "--save-model",
-        "discrete_pr2q": "pr2_discrete.py --env matrix --total-timesteps 300 --save-model --seed 2",
-        "discrete_deep": "pr2_discrete.py --env particle --total-timesteps 1200 --learning-starts 400 --save-model "
-        "--eval-episodes 2 --seed 2",
-        "maddpg": f"baselines/maddpg.py {PARTICLE} --log-every 200 --seed 4",
-        "ddpg": f"baselines/ddpg.py {PARTICLE} --log-every 200 --seed 4",
-        "ddpg_om": f"baselines/ddpg_om.py {PARTICLE} --log-every 200 --seed 4",
-    }.items()
-}
+COMMANDS = {name: command.split() for name, command in {  # name -> the command's words
+    "continuous_soft": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3",
+    "continuous_deterministic": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3 --policy deterministic",
+    "continuous_differential": "pr2_continuous.py --env differential --total-timesteps 500 --learning-starts 200 "
+    "--save-model",
+    "discrete_pr2q": "pr2_discrete.py --env matrix --total-timesteps 300 --save-model --seed 2",
+    "discrete_deep": "pr2_discrete.py --env particle --total-timesteps 1200 --learning-starts 400 --save-model "
+    "--eval-episodes 2 --seed 2",
+    "maddpg": f"baselines/maddpg.py {PARTICLE} --log-every 200 --seed 4",
+    "ddpg": f"baselines/ddpg.py {PARTICLE} --log-every 200 --seed 4",
+    "ddpg_om": f"baselines/ddpg_om.py {PARTICLE} --log-every 200 --seed 4",
+}.items()}  # fmt: skip
 
 
 def versions() -> dict:
@@ -62,11 +59,11 @@ def fingerprint_of(name: str) -> dict:
 
 
 def differences(expected: dict, actual: dict) -> list[str]:
-    found = [f"tag only in the fingerprint: {tag}" for tag in sorted(set(expected) - set(actual))]
-    found += [f"tag not in the fingerprint: {tag}" for tag in sorted(set(actual) - set(expected))]
-    for tag in sorted(set(expected) & set(actual)):
-        if expected[tag] != actual[tag]:
-            first = next((e, a) for e, a in zip(expected[tag] + [None], actual[tag] + [None]) if e != a)
+    """Each tag whose values differ, with its first [step, value] that differs (None: the tag or value is missing)."""
+    found = []
+    for tag in sorted(set(expected) | set(actual)):
+        pairs = zip([*expected.get(tag, []), None], [*actual.get(tag, []), None])
+        if first := next(((e, a) for e, a in pairs if e != a), None):
             found.append(f"{tag}: first difference {first[0]} (fingerprint) vs {first[1]} (now)")
     return found
 
@@ -79,11 +76,10 @@ def main():
     parser.add_argument("--ignore", nargs="*", default=[], help="tag prefixes left out of the comparison")
     options = parser.parse_args()
     saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
-    if not options.record and saved.get("versions") != versions():
-        raise SystemExit(f"the fingerprint was recorded with {saved.get('versions')}, this is {versions()}: --record")
-    if not options.record and saved.get("cpu") != cpu():
-        raise SystemExit(f"the fingerprint was recorded on {saved.get('cpu')}, this is {cpu()}; float results differ "
-                         "across CPUs: --record on this machine before the change and compare after it")  # fmt: skip
+    for key, here in (("versions", versions()), ("cpu", cpu())):  # float results differ across them
+        if not options.record and saved.get(key) != here:
+            raise SystemExit(f"the fingerprint was recorded with {key} {saved.get(key)}, this is {here}: --record on "
+                             "this machine before the change and compare after it")  # fmt: skip
     with ThreadPoolExecutor(options.workers) as pool:
         now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
     if options.record:

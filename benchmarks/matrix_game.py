@@ -23,8 +23,7 @@ MODELS = {"empirical": "empirical (count) rho", "eq12": "Eq. 12 rho"}
 
 
 def run_pr2q(seed: int, model: str, iterations: int, workdir: Path) -> dict:
-    """One run of the real script (or the finished one of the same command): pi(a=0) and each agent's model of the
-    opponent's P(a=0) per iteration, arrays [iterations, agent]."""
+    """One run (common.train_once): pi(a=0) and each agent's model of the opponent's P(a=0), [iterations, agent]."""
     flags = ["--env", "matrix", "--seed", str(seed), "--opponent-model", model, "--total-timesteps", str(iterations)]
     run_dir, _ = train_once(workdir / f"pr2q_{model}__{seed}", [sys.executable, str(ROOT / "pr2_discrete.py"), *flags])
     scalars = read_scalars(str(run_dir))

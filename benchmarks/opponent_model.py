@@ -3,8 +3,6 @@
     python benchmarks/opponent_model.py --gaps      # from the exact reward, no training: opponent_model_gaps.md
     python benchmarks/opponent_model.py --train     # 10 seeds of every configuration on every game: opponent_model.md
     python benchmarks/opponent_model.py --train --report-only   # the report from the runs finished so far
-    python benchmarks/opponent_model.py --train --games paper_n3 --seeds 0 1 \
-        --configs soft_rho=pr2_continuous.py:--total-timesteps,300 maddpg=baselines/maddpg.py:
 
 --gaps: V_u(a) = α·log E_{b~U} exp(r(a, b)/α) (--soft-marginal uniform), V_ρ(a) the same with b ~ ρ_α(·|a) ∝
 exp(r(a, b)/α) (ρ at Eq. 12) = 2·V_u(α/2) - V_u(α), V_br(a) = max_b r(a, b): trapezoid sums over a grid of the other
@@ -21,6 +19,7 @@ from math import lgamma
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common  # noqa: E402
@@ -60,18 +59,13 @@ def game(scenario: str):
 
 
 def partner_grid(roles: list[str], agent: int, step: float = STEP):
-    """The other agents' joint actions on a grid of [-10, 10] and the log trapezoid weight of each (summing to 1).
-
-    The reward is symmetric among agents of one role, so within a role only sorted tuples are kept, each weighted by
-    its number of orderings. Returns (actions [N, n] with column `agent` left 0, log weights [N])."""
+    """(the other agents' joint actions on a grid of [-10, 10], [N, n] with column `agent` left 0, the log trapezoid
+    weight of each [N]); the reward is symmetric within a role: sorted tuples only, weighted by their orderings."""
     nodes = np.arange(-10.0, 10.0 + step / 2, step)
     log_w = np.log(np.r_[0.5, np.ones(len(nodes) - 2), 0.5] / (len(nodes) - 1))
-    groups = {}
-    for j, role in enumerate(roles):
-        if j != agent:
-            groups.setdefault(role, []).append(j)
+    groups = [[j for j, other in enumerate(roles) if other == role and j != agent] for role in dict.fromkeys(roles)]
     blocks = []
-    for members in groups.values():
+    for members in filter(None, groups):
         combos = np.array(list(itertools.combinations_with_replacement(range(len(nodes)), len(members))))
         orderings = [lgamma(len(members) + 1) - sum(lgamma(c + 1) for c in Counter(row).values()) for row in combos]
         blocks.append((members, combos, log_w[combos].sum(1) + np.array(orderings)))
@@ -91,13 +85,8 @@ def soft_values(reward, roles: list[str], agent: int, own, alphas):
         partners[:, agent] = a
         r[k] = reward(partners)
 
-    def uniform(alpha):  # α·log Σ_b w_b exp(r/α), a log-sum-exp over the grid
-        x = r / alpha + log_w
-        top = x.max(1, keepdims=True)
-        return alpha * (top[:, 0] + np.log(np.exp(x - top).sum(1)))
-
-    v_u = np.array([uniform(alpha) for alpha in alphas])
-    v_rho = np.array([2 * uniform(alpha / 2) for alpha in alphas]) - v_u
+    v_u = np.array([alpha * logsumexp(r / alpha + log_w, axis=1) for alpha in alphas])  # α·log Σ_b w_b exp(r/α)
+    v_rho = np.array([alpha * logsumexp(2 * r / alpha + log_w, axis=1) for alpha in alphas]) - v_u  # 2·V_u(α/2) - V_u
     return v_u, v_rho, r.max(1)
 
 
@@ -182,7 +171,6 @@ def write_gaps(results: list[dict], path: Path):
 
 
 # ---------------------------------------------------------------- the training benchmark (--train)
-TRAIN_GAMES = ["paper", "paper_n3", "code_n3", "paper_leader"]
 CONFIGS = {
     "soft_rho": ("pr2_continuous.py:", "the soft policy with ρ, α annealed (pr2_continuous.py's defaults)"),
     "soft_uniform": ("pr2_continuous.py:--soft-marginal,uniform", "the soft policy with uniform opponent samples"),
@@ -195,26 +183,22 @@ CONFIGS = {
 def train(games: list[str], configs: list[tuple], args: argparse.Namespace, name: str = "opponent_model"):
     """Every (game, configuration, seed), resuming: ({game: {label: [result, ...]}}, [(game, label, seed) failed]).
     args.report_only: only the finished runs, and only the (game, configuration) pairs with one."""
-
-    def run(label: str, script: str, flags: list[str], game: str, seed: int) -> dict | None:
-        folder = Path(args.work_dir) / name / game / label / f"seed_{seed}"
-        return common.differential_run(folder, label, script, flags, game, seed, train=not args.report_only)
-
-    jobs = [(label, *config, game, seed) for game in games for label, *config in configs for seed in args.seeds]
-    results, failed = {game: {label: [] for label, _, _ in configs} for game in games}, []
+    jobs = [(Path(args.work_dir) / name / game / label / f"seed_{seed}", label, *config, game, seed)
+            for game in games for label, *config in configs for seed in args.seeds]  # fmt: skip
+    done, failed = {}, []
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:  # threads: each run is its own process
-        futures = {pool.submit(run, *job): job for job in jobs}
+        futures = {pool.submit(common.differential_run, *job, train=not args.report_only): job for job in jobs}
         for future in concurrent.futures.as_completed(futures):
-            (label, _, _, game, seed), error = futures[future], future.exception()
+            (_, label, _, _, game, seed), error = futures[future], future.exception()
             if error is not None:  # the others go on; rerunning resumes, finished runs are not redone
                 print(f"{game} {label} seed {seed} failed: {error}", flush=True)
                 failed.append((game, label, seed))
             elif (result := future.result()) is not None:  # None: not finished (--report-only)
-                results[game][label].append(result)
+                done[(game, label, seed)] = result
                 action = ", ".join(f"{a:+.2f}" for a in result["final_action"])
                 print(f"{game} {label} seed {seed}: ({action}) global optimum: {result['success']}", flush=True)
-    for rows in (rows for by_label in results.values() for rows in by_label.values()):
-        rows.sort(key=lambda r: r["seed"])
+    results = {game: {label: [done[key] for seed in sorted(args.seeds) if (key := (game, label, seed)) in done]
+                      for label, _, _ in configs} for game in games}  # fmt: skip
     if args.report_only:
         results = {game: {label: rows for label, rows in by.items() if rows} for game, by in results.items()}
         results = {game: by_label for game, by_label in results.items() if by_label}
@@ -356,7 +340,8 @@ def main():
     mode.add_argument("--gaps", action="store_true", help="the soft-value gaps of the games before training")
     mode.add_argument("--train", action="store_true", help="the training benchmark: every game, configuration, seed")
     parser.add_argument("--scenarios", nargs="+", default=list(GAMES), choices=list(GAMES), help="--gaps: games")
-    parser.add_argument("--games", nargs="+", default=TRAIN_GAMES, help="--train: differential-game scenarios")
+    parser.add_argument("--games", nargs="+", default=["paper", "paper_n3", "code_n3", "paper_leader"],
+                        help="--train: differential-game scenarios")  # fmt: skip
     args, configs = parse_training(parser, [f"{label}={config}" for label, (config, _) in CONFIGS.items()], "--train: ")
     if args.report_only and not args.train:
         parser.error("--report-only goes with --train")

@@ -82,11 +82,10 @@ def main():
     ]  # fmt: skip
     (cli.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     plt, fig, ((ax,),) = panels(1, (6.5, 4))
-    window = 20
-    for r in results:
+    for r in results:  # a moving average over 20 logged points (all of them in a shorter run)
         steps, values = np.array(r["curve"]).T
-        ax.plot(steps[window - 1 :], np.convolve(values, np.ones(window) / window, mode="valid"), lw=1,
-                   label=f"seed {r['seed']}")  # fmt: skip
+        window = min(20, len(values))
+        ax.plot(steps[window - 1 :], np.convolve(values, np.ones(window) / window, "valid"), label=f"seed {r['seed']}")
     ax.axhline(random_mean, color="k", ls="--", lw=1, label="random actions")
     ax.set(xlabel="environment steps", ylabel="episodic return per agent", title=f"deep discrete PR2, {cli.scenario}")
     ax.legend(fontsize=8)

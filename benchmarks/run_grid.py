@@ -103,16 +103,11 @@ def last_evaluations(curve: list) -> float:
 
 
 def training_sps(run_dir: Path, learning_starts: int) -> float:
-    """Environment steps per second after learning_starts, from the wall-clock times of the logged charts/SPS
-    events (NaN if fewer than two fall after it)."""
+    """Environment steps per second after learning_starts, from the logged charts/SPS events' wall-clock times."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = []
-    for path in sorted(run_dir.glob("events.out.tfevents*")):
-        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        events += [(event.step, event.wall_time) for event in accumulator.Scalars("charts/SPS")]
-    training = [(step, wall) for step, wall in events if step > learning_starts]
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload().Scalars("charts/SPS")
+    training = [(event.step, event.wall_time) for event in events if event.step > learning_starts]
     if len(training) < 2:
         return math.nan
     (first_step, first_wall), (last_step, last_wall) = training[0], training[-1]
@@ -164,19 +159,13 @@ def play(policies: dict, task: str, max_cycles: int, episodes: int) -> dict:
     return totals
 
 
-def cross_play_cache(args: Args, task: str, good: str, adversary: str, seed: int) -> Path:
+def cached_cross_play(results: dict, args: Args, task: str, good: str, adversary: str, seed: int) -> tuple:
+    """(where one pairing and seed's cross-play is kept, that result if computed from the two runs there now)."""
     name = f"{good}_vs_{adversary}_seed_{seed}_{args.cross_play_episodes}.json"
-    return grid.keep_root(args) / "cross_play" / task / name
-
-
-def cached_cross_play(results: dict, args: Args, task: str, good: str, adversary: str, seed: int) -> dict | None:
-    """The kept result of one pairing and seed, if it was computed from the two finished runs that are there now."""
-    cache = cross_play_cache(args, task, good, adversary, seed)
+    cache = grid.keep_root(args) / "cross_play" / task / name
     runs = [results.get((task, label), {}).get(seed) for label in (good, adversary)]
-    if None in runs or not cache.exists():
-        return None
-    cached = json.loads(cache.read_text())
-    return cached if cached.get("runs") == [grid.identity(run) for run in runs] else None
+    cached = json.loads(cache.read_text()) if None not in runs and cache.exists() else {}
+    return cache, cached if cached.get("runs") == [grid.identity(run) for run in runs if run] else None
 
 
 def checkpoint_of(args: Args, result: dict) -> Path | None:
@@ -187,8 +176,7 @@ def checkpoint_of(args: Args, result: dict) -> Path | None:
 
 
 def keep_checkpoints(results: dict, unfinished: set, args: Args):
-    """Copy to --keep-dir the checkpoints a cross-play pairing with an unfinished run will need (a session may end
-    between the two runs of a pairing), and drop the copies that no pairing needs any more."""
+    """Keep in --keep-dir the checkpoints a cross-play pairing with an unfinished run needs; drop the others."""
     for (task, label), runs in results.items():
         for seed, result in runs.items():
             partners = {other for pair in grid.pairings(task) if label in pair for other in pair}
@@ -210,7 +198,7 @@ def cross_play(results: dict, args: Args) -> tuple[dict, list]:
     for task in grid.ADVERSARIAL:
         for good, adversary in grid.pairings(task):
             for seed in sorted(set(results.get((task, good), {})) & set(results.get((task, adversary), {}))):
-                cached = cached_cross_play(results, args, task, good, adversary, seed)
+                cache, cached = cached_cross_play(results, args, task, good, adversary, seed)
                 runs = results[(task, good)][seed], results[(task, adversary)][seed]
                 checkpoints = [checkpoint_of(args, run) for run in runs]
                 if cached is None and None in checkpoints:
@@ -221,14 +209,13 @@ def cross_play(results: dict, args: Args) -> tuple[dict, list]:
                     policies = {name: (theirs if name.startswith("adversary") else mine)[name] for name in mine}
                     returns = play(policies, task, runs[0]["max_cycles"], args.cross_play_episodes)
                     cached = dict(grid.sides(returns), runs=[grid.identity(run) for run in runs])
-                    common.save_json(cross_play_cache(args, task, good, adversary, seed), cached)
+                    common.save_json(cache, cached)
                 table.setdefault((task, good, adversary), []).append(dict(cached, seed=seed))
     return table, missing
 
 
 def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple]:
-    """(task, label, seed) of the finished runs without a checkpoint (kept from another checkout) in a cross-play
-    pairing that is not kept yet while its other run is finished or about to run."""
+    """Finished runs without a checkpoint in a cross-play pairing not kept yet whose other run is done or coming."""
     coming = {(job.task, job.algorithm.label, job.seed) for job in todo}
     again = set()
     for task in grid.ADVERSARIAL:
@@ -238,7 +225,7 @@ def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple
                 runs = [results.get((task, label), {}).get(seed) for label in labels]
                 if not all(run or (task, label, seed) in coming for run, label in zip(runs, labels)):
                     continue  # the pairing is not asked for (yet)
-                if None not in runs and cached_cross_play(results, args, task, good, adversary, seed):
+                if None not in runs and cached_cross_play(results, args, task, good, adversary, seed)[1]:
                     continue
                 again |= {(task, run["label"], seed) for run in runs if run and not checkpoint_of(args, run)}
     return sorted(again)
@@ -247,8 +234,7 @@ def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple
 def main(args: Args, argv: list[str]):  # argv: the command line's arguments, recorded in the report
     check(args)
     args.name = args.name or f"grid_{args.budget}"
-    start = time.time()
-    jobs = grid.make_jobs(args, grid.BUDGETS[args.budget])
+    start, jobs = time.time(), grid.make_jobs(args, grid.BUDGETS[args.budget])
     results, todo, failed = {}, [], []
     for job in jobs:
         command = common.display_command(list(job.command))

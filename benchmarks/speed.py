@@ -8,16 +8,14 @@ agents, one simultaneous step) over --steps steps, --repeats times: the median, 
 other processes do not inflate) and per wall-clock second (on the GPU, synchronised before the clock stops).
 """
 
+import argparse
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,21 +23,6 @@ import pr2_continuous as pr2  # noqa: E402
 from benchmarks.common import versions  # noqa: E402
 from benchmarks.grid_report import row  # noqa: E402
 from utils.envs import global_state_dim, make_env  # noqa: E402
-
-
-@dataclass
-class Args:
-    configs: list[str] = field(default_factory="differential:deterministic differential:soft particle:deterministic "
-                               "particle:soft".split)  # fmt: skip
-    """'env:policy' pairs, with the script's per-env defaults (batch size etc.)"""
-    steps: int = 200
-    """timed gradient steps per repeat"""
-    repeats: int = 3
-    """repeats per configuration; the median is reported"""
-    device: Literal["cpu", "cuda"] = "cpu"
-    """where the networks and minibatches live: 'cuda' times the update on the GPU (needs one)"""
-    out: str | None = None
-    """where the markdown table goes (default: benchmarks/results/speed.md, speed_cuda.md with --device cuda)"""
 
 
 def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: str) -> tuple[float, float, int]:
@@ -72,7 +55,15 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: st
     return steps / (time.process_time() - start_cpu), steps / (time.perf_counter() - start), args.batch_size
 
 
-def main(args: Args):
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    configs = [f"{env}:{policy}" for env in ("differential", "particle") for policy in ("deterministic", "soft")]
+    parser.add_argument("--configs", nargs="+", default=configs, help="'env:policy' pairs, at the per-env defaults")
+    parser.add_argument("--steps", type=int, default=200, help="timed gradient steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per configuration; the median is reported")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="'cuda' times the update on the GPU")
+    parser.add_argument("--out", help="the table (default: benchmarks/results/speed.md, speed_cuda.md on cuda)")
+    args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"speed.py: error: --device cuda, but torch {torch.__version__} finds no CUDA device")
     torch.set_num_threads(1)
@@ -97,4 +88,4 @@ def main(args: Args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main()
