@@ -3,10 +3,13 @@
 import ast
 import math
 import os
+import runpy
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from utils.logger import read_scalars
 
@@ -36,6 +39,51 @@ def run_ok(script: str, *flags: str, cwd: Path, timeout: float = 600, extra_env=
     result = run_script(script, *flags, cwd=cwd, timeout=timeout, extra_env=extra_env)
     assert result.returncode == 0, f"{script} {' '.join(flags)} failed:\n{result.stderr[-4000:]}"
     return result
+
+
+def command_line(script: str, *flags: str, cwd: Path, monkeypatch):
+    """`python <script> <flags>` from `cwd`, in this process: the script's `__main__` block with sys.argv set, without
+    a new interpreter's start-up (seconds per run). An error exits as the command line would: SystemExit, whose
+    message is the line it prints."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [script, *flags])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # what a script adds to it is gone after the test
+    runpy.run_path(str(ROOT / script), run_name="__main__")
+
+
+def command_line_error(script: str, *flags: str, cwd: Path, monkeypatch) -> str:
+    """The one-line error `python <script> <flags>` stops with (by `command_line`)."""
+    try:
+        command_line(script, *flags, cwd=cwd, monkeypatch=monkeypatch)
+    except SystemExit as stop:
+        message = str(stop.code)
+        assert stop.code not in (0, None) and "\n" not in message, message
+        return message
+    raise AssertionError(f"{script} {' '.join(flags)} did not stop")
+
+
+class SharedRuns:
+    """Command-line runs that several tests of a module read (the `shared_run` fixture): each distinct command is
+    trained once, in this process, when a test first asks for it. Tests read its run folder and must not change it."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory, self.run_dirs = tmp_path_factory, {}
+
+    def __call__(self, script: str, *flags: str) -> Path:
+        if (script, flags) not in self.run_dirs:
+            folder = self.tmp_path_factory.mktemp("shared_run")
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                command_line(script, *flags, cwd=folder, monkeypatch=monkeypatch)
+            self.run_dirs[script, flags] = the_run_dir(folder)
+        return self.run_dirs[script, flags]
+
+
+def run_in_process(module, folder: Path, monkeypatch, **flags) -> Path:
+    """main() as `python <script> <flags>` run from `folder` calls it; returns the run folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(folder)
+    module.main(module.Args(**flags))
+    return the_run_dir(folder)
 
 
 def the_run_dir(cwd: Path) -> Path:

@@ -9,12 +9,11 @@ import torch
 
 import pr2_continuous as pr2
 from baselines import common, ddpg, ddpg_om, maddpg
-from tests.helpers import final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
+from tests.helpers import final_evaluation, finite_scalars, run_in_process, run_ok, run_script, the_run_dir
 from utils.logger import read_scalars
 
 MODULES = {"maddpg": maddpg, "ddpg": ddpg, "ddpg_om": ddpg_om}
 SMOKE = dict(total_timesteps=300, learning_starts=100, batch_size=16, log_every=50, eval_episodes=2)
-SMOKE_FLAGS = [f"--{key.replace('_', '-')}={value}" for key, value in SMOKE.items()]
 
 
 def losses_of(name):
@@ -55,12 +54,9 @@ def test_per_env_defaults_networks_exploration_and_action_mapping_are_pr2s():
 
 
 # ---------------------------------------------------------------- end to end
-def run_in_process(module, folder, monkeypatch, **flags):
-    """main() as `python <script> <flags>` from `folder` runs it (in this process: no start-up cost)."""
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    module.main(module.Args(**{**SMOKE, **flags}))
-    return the_run_dir(folder)
+def smoke_run(module, folder, monkeypatch, **flags):
+    """A short run of main() as `python <script> <flags>` from `folder` runs it (in this process)."""
+    return run_in_process(module, folder, monkeypatch, **{**SMOKE, **flags})
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -73,7 +69,7 @@ def run_in_process(module, folder, monkeypatch, **flags):
     ids=["differential", "simple_adversary"],
 )
 def test_run_logs_pr2s_metric_names_and_saves_loadable_policies(tmp_path, monkeypatch, name, flags, agents):
-    run_dir = run_in_process(MODULES[name], tmp_path / "run", monkeypatch, **flags)
+    run_dir = smoke_run(MODULES[name], tmp_path / "run", monkeypatch, **flags)
     assert run_dir.name.split("__")[1] == name
     per_agent = ["charts/episodic_return"] + [f"losses/{loss}" for loss in losses_of(name)]
     tags = ["charts/episodic_return", "charts/episodic_length", "charts/SPS"]
@@ -93,7 +89,8 @@ def test_run_logs_pr2s_metric_names_and_saves_loadable_policies(tmp_path, monkey
 @pytest.mark.parametrize("name", MODULES)
 def test_command_line_run(tmp_path, name):
     """`python baselines/<name>.py ...` from any folder: 4 agents of two kinds (simple_tag), logs read back."""
-    run_ok(f"baselines/{name}.py", "--env", "particle", "--scenario", "simple_tag", *SMOKE_FLAGS, cwd=tmp_path)
+    flags = ["--total-timesteps=110", "--learning-starts=100", "--batch-size=16", "--log-every=10", "--eval-episodes=0"]
+    run_ok(f"baselines/{name}.py", "--env", "particle", "--scenario", "simple_tag", *flags, cwd=tmp_path)
     agents = ["adversary_0", "adversary_1", "adversary_2", "agent_0"]
     finite_scalars(the_run_dir(tmp_path), [f"losses/critic_loss/{agent}" for agent in agents])
 
@@ -102,7 +99,7 @@ def test_command_line_run(tmp_path, name):
 def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, monkeypatch, name):
     logs = []
     for k, seed in enumerate([3, 3, 4]):  # simple_push: multi-step episodes, heterogeneous agents
-        run_dir = run_in_process(MODULES[name], tmp_path / str(k), monkeypatch, seed=seed, scenario="simple_push")
+        run_dir = smoke_run(MODULES[name], tmp_path / str(k), monkeypatch, seed=seed, scenario="simple_push")
         logs.append({tag: values for tag, values in read_scalars(str(run_dir)).items() if tag != "charts/SPS"})
     assert logs[0] == logs[1]
     assert logs[0]["losses/critic_loss/agent_0"] != logs[2]["losses/critic_loss/agent_0"]

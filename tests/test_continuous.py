@@ -7,7 +7,16 @@ import pytest
 import torch
 
 import pr2_continuous as pr2
-from tests.helpers import final_evaluation, finite_scalars, hyperparameters, run_ok, run_script, the_run_dir
+from tests.helpers import (
+    command_line,
+    command_line_error,
+    final_evaluation,
+    finite_scalars,
+    hyperparameters,
+    logged_values,
+    run_script,
+    the_run_dir,
+)
 from utils.logger import read_scalars
 
 SCRIPT = "pr2_continuous.py"
@@ -212,8 +221,17 @@ def test_rho_is_trained_at_uniform_own_actions_for_its_share_of_the_rows(share, 
 
 # ---------------------------------------------------------------- end to end
 SMOKE = ["--total-timesteps", "300", "--learning-starts", "100", "--batch-size", "16", "--log-every", "50"]
+ADVERSARY = ["--env", "particle", "--scenario", "simple_adversary", *SMOKE, "--save-model"]  # soft, state critic
+DETERMINISTIC = ["--env", "differential", "--policy", "deterministic", "--actor-objective", "mean", *SMOKE,
+                 "--save-model", "--eval-episodes", "3"]  # fmt: skip
 SOFT_ONLY = {"rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"}
 DETERMINISTIC_ONLY = {"actor_objective", "noise_schedule", "ou_theta", "ou_sigma"}
+
+
+def seeded(seed: str) -> list[str]:
+    """A soft-policy run on the differential game, with fewer particles (cheaper)."""
+    cheap = ["--kernel-particles", "8", "--policy-particles", "4", "--marginal-particles", "2"]
+    return ["--env", "differential", *SMOKE, *cheap, "--seed", seed]
 
 
 def pr2_tags(agents):
@@ -223,26 +241,22 @@ def pr2_tags(agents):
 
 @pytest.mark.parametrize(
     "flags,agents",
-    [
-        (["--env", "particle"], ["agent_0", "agent_1", "agent_2"]),
-        (["--env", "particle", "--scenario", "simple_adversary"], ["adversary_0", "agent_0", "agent_1"]),
-        (["--env", "differential", "--policy", "deterministic", "--actor-objective", "mean"], ["agent_0", "agent_1"]),
-    ],
+    [(ADVERSARY, ["adversary_0", "agent_0", "agent_1"]), (DETERMINISTIC, ["agent_0", "agent_1"])],
+    ids=["soft-simple_adversary", "deterministic-differential"],
 )
-def test_smoke_run_logs_finite_scalars(tmp_path, flags, agents):
-    run_ok(SCRIPT, *flags, *SMOKE, cwd=tmp_path)
-    scalars = finite_scalars(the_run_dir(tmp_path), pr2_tags(agents))
+def test_run_logs_finite_scalars_and_the_flags_its_policy_reads(shared_run, flags, agents):
+    run_dir = shared_run(SCRIPT, *flags)
+    scalars = finite_scalars(run_dir, pr2_tags(agents))
     if "differential" in flags:
         actions = scalars["charts/action/agent_0"]
         assert len(actions) == 6 and all(-1 <= value <= 1 for _, value in actions)
-    table = hyperparameters(the_run_dir(tmp_path))  # the flags the run's policy reads, not the other policy's
+    table = hyperparameters(run_dir)  # the flags the run's policy reads, not the other policy's
     read, unread = (DETERMINISTIC_ONLY, SOFT_ONLY) if "deterministic" in flags else (SOFT_ONLY, DETERMINISTIC_ONLY)
     assert read <= set(table) and not unread & set(table) and {"alpha", "value_particles"} <= set(table), table
 
 
-def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
-    run_ok(SCRIPT, "--env", "differential", *SMOKE, "--save-model", "--eval-episodes", "3", cwd=tmp_path)
-    run_dir = the_run_dir(tmp_path)
+def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(shared_run):
+    run_dir = shared_run(SCRIPT, *DETERMINISTIC)
     checkpoint = torch.load(run_dir / "pr2_continuous.pt", weights_only=True)
     assert checkpoint["step"] == 300 and checkpoint["args"]["env"] == "differential"
     assert not list(run_dir.glob("*.tmp"))
@@ -254,20 +268,37 @@ def test_save_model_writes_a_loadable_checkpoint_and_evaluates_it(tmp_path):
     final_evaluation(run_dir, 300, ["agent_0", "agent_1"])
 
 
-def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
-    logs = []
-    for name, seed in [("a", "3"), ("b", "3"), ("c", "4")]:
+def test_the_state_critic_sees_the_global_state_and_the_actor_its_own_observation(shared_run):
+    """On mpe2, state() is every agent's observation concatenated: the stored s and s' of each transition must be
+    exactly that of its o and o' (s read before the step, s' after it), and only the critics and ρ take it."""
+    checkpoint = torch.load(shared_run(SCRIPT, *ADVERSARY) / "pr2_continuous.pt", weights_only=True)
+    buffer, obs_dims = checkpoint["buffer"], checkpoint["obs_dims"]
+    assert checkpoint["args"]["critic_input"] == "state" and checkpoint["state_dim"] == sum(obs_dims) == 28
+    for key in ("state", "obs"), ("next_state", "next_obs"):
+        assert torch.equal(buffer[key[0]], torch.cat(buffer[key[1]], -1)), key
+    for i, obs_dim in enumerate(obs_dims):
+        assert checkpoint["agents"][f"{i}.actor.input_layers.0.weight"].shape[1] == obs_dim
+        for network in ("joint_critic", "individual_critic", "opponent_model", "target_joint_critic"):
+            assert checkpoint["agents"][f"{i}.{network}.input_layers.0.weight"].shape[1] == 28
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(shared_run, tmp_path, monkeypatch):
+    first = logged_values(shared_run(SCRIPT, *seeded("3")))
+    for name, seed in ("again", "3"), ("other", "4"):  # runs of their own: shared_run would return the first again
         (tmp_path / name).mkdir()
-        cheap = ["--kernel-particles", "8", "--policy-particles", "4", "--marginal-particles", "2"]
-        run_ok(SCRIPT, "--env", "differential", *SMOKE, *cheap, "--seed", seed, cwd=tmp_path / name)
-        scalars = read_scalars(str(the_run_dir(tmp_path / name)))
-        logs.append({tag: values for tag, values in scalars.items() if tag != "charts/SPS"})
-    assert logs[0] == logs[1]
-    assert logs[0]["losses/critic_loss/agent_0"] != logs[2]["losses/critic_loss/agent_0"]
-    # the entry at step s shows the α of the last update before it: update k runs at step 100 + k, with temperature(k)
+        command_line(SCRIPT, *seeded(seed), cwd=tmp_path / name, monkeypatch=monkeypatch)
+    again, other = (logged_values(the_run_dir(tmp_path / name)) for name in ("again", "other"))
+    assert first == again
+    assert first["losses/critic_loss/agent_0"] != other["losses/critic_loss/agent_0"]
+
+
+def test_the_logged_alpha_is_the_one_the_last_update_used(shared_run):
+    """The entry at step s shows the α of the last update before it: update k runs at step 100 + k (the
+    differential game trains every step from --learning-starts 100 on), with temperature(k)."""
+    alphas = read_scalars(str(shared_run(SCRIPT, *seeded("3"))))["charts/alpha"]
     args = pr2.resolve_args(pr2.Args(env="differential"))
-    alphas = [(s, pytest.approx(pr2.temperature(args, max(s - 101, 0)), rel=1e-6)) for s in range(50, 301, 50)]
-    assert logs[0]["charts/alpha"] == alphas
+    assert args.alpha_start != args.alpha  # annealed: every update has its own α
+    assert alphas == [(s, pytest.approx(pr2.temperature(args, max(s - 101, 0)), rel=1e-6)) for s in range(50, 301, 50)]
 
 
 DISCRETE_ENV_MODULE = """
@@ -276,6 +307,7 @@ from mpe2 import simple_spread_v3
 def make():
     return simple_spread_v3.parallel_env(continuous_actions=False)
 """
+TOO_MANY_VALUE_PARTICLES = ["--env", "differential", "--policy", "deterministic", "--value-particles", "17"]
 
 
 @pytest.mark.parametrize(
@@ -295,30 +327,22 @@ def make():
         (["--alpha", "nan"], "--alpha must be a finite number, got nan"),
         (["--rho-uniform-share", "1.5"], "--rho-uniform-share must be in [0, 1], got 1.5"),
         (
-            ["--env", "differential", "--policy", "deterministic", "--value-particles", "17"],
-            "--value-particles 17 exceeds the 16 fixed opponent-model particles: use at most 16",
+            ["--policy", "deterministic", "--value-particles", "9"],
+            "--value-particles 9 exceeds the 8 fixed opponent-model particles: use at most 8",
         ),
     ],
 )
-def test_bad_input_fails_before_training_with_one_line(tmp_path, flags, message):
+def test_bad_input_fails_before_training_with_one_line(tmp_path, monkeypatch, flags, message):
     (tmp_path / "my_discrete_env.py").write_text(DISCRETE_ENV_MODULE)
-    result = run_script(SCRIPT, *flags, cwd=tmp_path)
-    assert result.returncode != 0
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert message in last_line and last_line.startswith("pr2_continuous.py: error:"), result.stderr
+    error = command_line_error(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert message in error and error.startswith("pr2_continuous.py: error:"), error
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
-def test_the_state_critic_sees_the_global_state_and_the_actor_its_own_observation(tmp_path):
-    """On mpe2, state() is every agent's observation concatenated: the stored s and s' of each transition must be
-    exactly that of its o and o' (s read before the step, s' after it), and only the critics and ρ take it."""
-    run_ok(SCRIPT, "--env", "particle", "--scenario", "simple_adversary", *SMOKE, "--save-model", cwd=tmp_path)
-    checkpoint = torch.load(the_run_dir(tmp_path) / "pr2_continuous.pt", weights_only=True)
-    buffer, obs_dims = checkpoint["buffer"], checkpoint["obs_dims"]
-    assert checkpoint["args"]["critic_input"] == "state" and checkpoint["state_dim"] == sum(obs_dims) == 28
-    for key in ("state", "obs"), ("next_state", "next_obs"):
-        assert torch.equal(buffer[key[0]], torch.cat(buffer[key[1]], -1)), key
-    for i, obs_dim in enumerate(obs_dims):
-        assert checkpoint["agents"][f"{i}.actor.input_layers.0.weight"].shape[1] == obs_dim
-        for network in ("joint_critic", "individual_critic", "opponent_model", "target_joint_critic"):
-            assert checkpoint["agents"][f"{i}.{network}.input_layers.0.weight"].shape[1] == 28
+def test_bad_input_on_the_command_line_prints_one_line(tmp_path):
+    result = run_script(SCRIPT, *TOO_MANY_VALUE_PARTICLES, cwd=tmp_path)
+    assert result.returncode != 0 and not (tmp_path / "runs").exists()
+    assert result.stderr.strip().splitlines() == [
+        "pr2_continuous.py: error: --value-particles 17 exceeds the 16 fixed opponent-model particles: use at most "
+        "16 or raise --kernel-particles"
+    ]

@@ -2,19 +2,23 @@
 and copying the script into another project."""
 
 import shutil
+import sys
+import types
 
 import numpy as np
+import pytest
 import torch
 
 from tests.helpers import (
     ROOT,
     checkpoint_of,
+    command_line,
+    command_line_error,
     final_evaluation,
     finite_scalars,
     interrupt_when_training,
     logged_values,
     run_ok,
-    run_script,
     the_run_dir,
     undocumented_args,
 )
@@ -23,81 +27,95 @@ SCRIPT = "pr2_continuous.py"
 QUICK = ["--learning-starts", "100", "--batch-size", "16", "--log-every", "50", "--seed", "5"]
 
 
-def test_resumed_run_logs_the_same_values_as_an_uninterrupted_one(tmp_path):
-    for name, flags in [("differential", ["--env", "differential"]), ("particle", ["--env", "particle"])]:
-        whole, part = tmp_path / f"{name}_whole", tmp_path / f"{name}_part"
-        whole.mkdir(), part.mkdir()
-        common = [*flags, *QUICK, "--policy", "deterministic", "--eval-episodes", "0"]
-        run_ok(SCRIPT, *common, "--total-timesteps", "300", cwd=whole)
-        # stop at step 150 (an episode boundary on both envs), then continue to 300 from the checkpoint
-        run_ok(SCRIPT, *common, "--total-timesteps", "150", "--save-model", cwd=part)
-        run_ok(SCRIPT, "--resume", str(checkpoint_of(part)), "--total-timesteps", "300", cwd=part)
-        assert logged_values(the_run_dir(part)) == logged_values(the_run_dir(whole)), name
+@pytest.mark.parametrize(
+    "flags",
+    [["--env", "particle", "--policy", "deterministic"], ["--env", "differential", "--marginal-particles", "2"]],
+    ids=["deterministic-particle", "soft-differential"],
+)
+def test_resumed_run_logs_the_same_values_as_an_uninterrupted_one(tmp_path, monkeypatch, flags):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir(), part.mkdir()
+    common = [*flags, *QUICK, "--eval-episodes", "0"]
+    command_line(SCRIPT, *common, "--total-timesteps", "300", cwd=whole, monkeypatch=monkeypatch)
+    # stop at step 150 (an episode boundary on both envs), then continue to 300 from the checkpoint
+    command_line(SCRIPT, *common, "--total-timesteps", "150", "--save-model", cwd=part, monkeypatch=monkeypatch)
+    resume = ["--resume", str(checkpoint_of(part)), "--total-timesteps", "300"]
+    command_line(SCRIPT, *resume, cwd=part, monkeypatch=monkeypatch)
+    assert logged_values(the_run_dir(part)) == logged_values(the_run_dir(whole))
 
 
-def test_soft_policy_resumes_too(tmp_path):
-    common = ["--env", "differential", *QUICK, "--eval-episodes", "0", "--marginal-particles", "2"]
-    (tmp_path / "whole").mkdir(), (tmp_path / "part").mkdir()
-    run_ok(SCRIPT, *common, "--total-timesteps", "250", cwd=tmp_path / "whole")
-    run_ok(SCRIPT, *common, "--total-timesteps", "150", "--save-model", cwd=tmp_path / "part")
-    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path / "part")), "--total-timesteps", "250", cwd=tmp_path / "part")
-    assert logged_values(the_run_dir(tmp_path / "part")) == logged_values(the_run_dir(tmp_path / "whole"))
+@pytest.fixture(scope="module")
+def saved_at_120(shared_run):
+    """The checkpoint of a run on the differential game saved at step 120 (tests copy it before resuming it)."""
+    run_dir = shared_run(SCRIPT, "--env", "differential", *QUICK, "--total-timesteps", "120", "--save-model")
+    return run_dir / "pr2_continuous.pt"
 
 
-def test_bad_checkpoints_get_one_line_errors(tmp_path):
-    run_ok(SCRIPT, "--env", "differential", *QUICK, "--total-timesteps", "120", "--save-model", cwd=tmp_path)
-    good = checkpoint_of(tmp_path)
+def test_bad_checkpoints_get_one_line_errors(tmp_path, monkeypatch, saved_at_120):
     truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[:5000])
+    truncated.write_bytes(saved_at_120.read_bytes()[:5000])
     random_bytes = tmp_path / "random.pt"
     random_bytes.write_bytes(np.random.default_rng(0).bytes(5000))
     not_ours = tmp_path / "other.pt"
     torch.save({"weights": 1}, not_ours)
+    good = str(saved_at_120)
     cases = [
         (["--resume", str(tmp_path / "missing.pt")], "no such file"),
         (["--resume", str(truncated)], "unreadable, truncated or corrupt"),
         (["--resume", str(random_bytes)], "unreadable, truncated or corrupt"),
         (["--resume", str(not_ours)], "not a pr2_continuous.py checkpoint"),
-        (["--resume", str(good), "--env", "particle"], "trained with --env differential, not particle"),
-        (["--resume", str(good), "--hidden-size", "64"], "trained with --hidden-size 100, not 64"),
-        (["--resume", str(good), "--total-timesteps", "100"], "the checkpoint is at step 120"),
+        (["--resume", good, "--env", "particle"], "trained with --env differential, not particle"),
+        (["--resume", good, "--hidden-size", "64"], "trained with --hidden-size 100, not 64"),
+        (["--resume", good, "--total-timesteps", "100"], "the checkpoint is at step 120"),
     ]
     for flags, message in cases:
-        result = run_script(SCRIPT, *flags, cwd=tmp_path)
-        last_line = result.stderr.strip().splitlines()[-1]
-        assert result.returncode != 0 and message in last_line, (flags, result.stderr[-600:])
+        error = command_line_error(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+        assert error.startswith("pr2_continuous.py: error: --resume") and message in error, (flags, error)
+    assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path, monkeypatch, saved_at_120):
+    shutil.copytree(saved_at_120.parents[1], tmp_path / "runs")  # the resumed run writes to its run folder
+    checkpoint = str(checkpoint_of(tmp_path))
+    flags = ["--resume", checkpoint, "--scenario", "paper", "--total-timesteps", "150"]
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert torch.load(checkpoint, weights_only=True)["step"] == 150
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch):
     flags = ["--env", "differential", *QUICK, "--total-timesteps", "100000", "--save-model", "--log-every", "10"]
     returncode, out, err = interrupt_when_training(SCRIPT, *flags, cwd=tmp_path)
     assert returncode == 130, err
     assert "continue with --resume" in out
     step = torch.load(checkpoint_of(tmp_path), weights_only=True)["step"]
     assert 0 < step < 100000
-    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 50), cwd=tmp_path)
+    resume = ["--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 50)]
+    command_line(SCRIPT, *resume, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == step + 50
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     flags = ["--env", "differential", *QUICK, "--total-timesteps", "300", "--save-model", "--save-every", "50"]
-    result = run_script(SCRIPT, *flags, "--reward-scale", "1e39", cwd=tmp_path)  # overflows float32: inf
-    assert result.returncode != 0
-    assert "non-finite critic_loss/agent_0" in result.stderr and "at step 100" in result.stderr
+    error = command_line_error(SCRIPT, *flags, "--reward-scale", "1e39", cwd=tmp_path, monkeypatch=monkeypatch)
+    assert "non-finite critic_loss/agent_0" in error and "at step 100" in error  # 1e39 overflows float32: inf
     checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
     assert checkpoint["step"] == 100  # saved before the first (bad) update, not overwritten afterwards
     assert all(torch.isfinite(value).all() for value in checkpoint["agents"].values())
 
 
-def test_capture_video_records_evaluation_episodes(tmp_path):
-    run_ok(SCRIPT, *QUICK, "--total-timesteps", "120", "--eval-episodes", "2", "--capture-video", cwd=tmp_path)
+def test_capture_video_records_evaluation_episodes(tmp_path, monkeypatch):
+    flags = [*QUICK, "--total-timesteps", "120", "--eval-episodes", "2", "--capture-video"]
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
     videos = sorted((the_run_dir(tmp_path) / "videos").glob("*.gif"))
     assert [v.name for v in videos] == ["eval_episode_0.gif", "eval_episode_1.gif"]
     from PIL import Image
 
     assert Image.open(videos[0]).n_frames > 10  # 26 rendered frames; the GIF writer merges identical ones
     final_evaluation(the_run_dir(tmp_path), 120, ["agent_0", "agent_1", "agent_2"])
-    result = run_script(SCRIPT, "--env", "differential", "--capture-video", cwd=tmp_path / "runs")
-    assert "--capture-video needs an env with rgb_array rendering" in result.stderr
+    (tmp_path / "other").mkdir()
+    error = command_line_error(SCRIPT, "--env", "differential", "--capture-video", cwd=tmp_path / "other",
+                               monkeypatch=monkeypatch)  # fmt: skip
+    assert "--capture-video needs an env with rgb_array rendering" in error
 
 
 FAKE_WANDB = """
@@ -107,19 +125,20 @@ def init(**kwargs):
 """
 
 
-def test_track_mirrors_to_weights_and_biases(tmp_path):
-    (tmp_path / "fake").mkdir()
-    (tmp_path / "fake" / "wandb.py").write_text(FAKE_WANDB)
+def test_track_mirrors_to_weights_and_biases(tmp_path, monkeypatch):
+    wandb = types.ModuleType("wandb")
+    exec(FAKE_WANDB, wandb.__dict__)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
     flags = ["--env", "differential", *QUICK, "--total-timesteps", "110", "--track", "--wandb-project-name", "p"]
-    run_ok(SCRIPT, *flags, cwd=tmp_path, extra_env={"PYTHONPATH": str(tmp_path / "fake")})
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
     init = (tmp_path / "wandb_init.json").read_text()
     assert '"project": "p"' in init and '"sync_tensorboard": true' in init
 
 
-def test_progress_does_not_flood_a_log_file(tmp_path):
+def test_progress_does_not_flood_a_log_file(tmp_path, monkeypatch, capsys):
     flags = ["--env", "differential", "--total-timesteps", "2000", "--learning-starts", "2000", "--log-every", "10"]
-    result = run_ok(SCRIPT, *flags, cwd=tmp_path)  # 200 log entries, stdout is a pipe
-    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)  # 200 log entries, stdout is no terminal
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
     assert 5 <= len(lines) <= 21 and lines[-1].startswith("step 2,000/2,000 (100%)")
     assert "SPS" in lines[-1] and "min left" in lines[-1]
 
@@ -182,10 +201,3 @@ def test_copy_the_script_into_another_project(tmp_path):
     run_ok(str(tmp_path / SCRIPT), *flags, "--log-every", "50", "--save-model", cwd=tmp_path)
     tags = ["charts/episodic_return/left", "charts/episodic_return/right", "losses/opponent_model_loss/right"]
     finite_scalars(the_run_dir(tmp_path), tags + ["eval/episodic_return"])
-
-
-def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path):
-    run_ok(SCRIPT, "--env", "differential", *QUICK, "--total-timesteps", "120", "--save-model", cwd=tmp_path)
-    checkpoint = str(checkpoint_of(tmp_path))
-    run_ok(SCRIPT, "--resume", checkpoint, "--scenario", "paper", "--total-timesteps", "150", cwd=tmp_path)
-    assert torch.load(checkpoint, weights_only=True)["step"] == 150

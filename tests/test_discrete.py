@@ -1,22 +1,29 @@
 """pr2_discrete.py: the opponent models, the deep PR2 pieces, and end-to-end runs read back from TensorBoard."""
 
-import importlib.util
 import itertools
 import math
+import shutil
 from functools import partial
 
 import pytest
 import torch
 
-from tests.helpers import ROOT, checkpoint_of, final_evaluation, finite_scalars, run_ok, run_script, the_run_dir
+import pr2_discrete as pr2
+from tests.helpers import (
+    checkpoint_of,
+    command_line,
+    command_line_error,
+    final_evaluation,
+    finite_scalars,
+    logged_values,
+    run_script,
+    the_run_dir,
+)
 from utils import run
 from utils.envs import make_env
 from utils.logger import read_scalars
 
 SCRIPT = "pr2_discrete.py"
-_spec = importlib.util.spec_from_file_location("pr2_discrete", ROOT / SCRIPT)
-pr2 = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pr2)  # safe: the script only trains under `if __name__ == "__main__":`
 
 R1 = torch.tensor([[0.0, 3.0], [1.0, 2.0]])  # the paper's game, agent_0's payoffs Q(a, o)
 
@@ -66,21 +73,21 @@ def test_pr2q_update_uses_the_original_step_size():
     assert agent.q[1, 0].item() == pytest.approx(1.0) and agent.counts[1, 0].item() == 1
 
 
-def test_pr2q_logs_the_constant_temperature_its_policy_uses(tmp_path):
+def test_pr2q_logs_the_constant_temperature_its_policy_uses(tmp_path, monkeypatch):
     agent = pr2.TabularAgent(2, 2, pr2.Args(temperature=2.0))
     agent.q = R1.clone()
     assert torch.allclose(agent.policy(), torch.softmax(pr2.level1_q(R1, agent.rho()) / 2.0, -1))
-    run_ok(SCRIPT, "--env", "matrix", "--temperature", "2", "--total-timesteps", "20", cwd=tmp_path)
+    flags = ["--env", "matrix", "--temperature", "2", "--total-timesteps", "20"]
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
     scalars = finite_scalars(the_run_dir(tmp_path), ["charts/temperature"])
     assert [v for _, v in scalars["charts/temperature"]] == [2.0] * 20
 
 
-def test_pr2q_refuses_a_temperature_anneal_it_would_not_use(tmp_path):
+def test_pr2q_refuses_a_temperature_anneal_it_would_not_use(tmp_path, monkeypatch):
     """The policy's temperature is PR2-Q's constant --temperature, so --temperature-end is an error, not a chart."""
-    result = run_script(SCRIPT, "--env", "matrix", "--temperature-end", "0.05", cwd=tmp_path)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0 and len(lines) == 1, lines
-    assert lines[0].startswith(f"{SCRIPT}: error: --temperature-end: PR2-Q keeps --temperature constant"), lines
+    flags = ["--env", "matrix", "--temperature-end", "0.05"]
+    error = command_line_error(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert error.startswith(f"{SCRIPT}: error: --temperature-end: PR2-Q keeps --temperature constant"), error
     assert not (tmp_path / "runs").exists()
 
 
@@ -145,6 +152,7 @@ def test_nan_loss_stops_with_the_loss_name_and_step():
 # end-to-end runs
 # ---------------------------------------------------------------------------------------------
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "25")
+SPREAD = ("--env", "particle", "--scenario", "simple_spread", *TINY, "--save-model", "--eval-episodes", "2")
 AGENTS = ["agent_0", "agent_1", "agent_2"]
 DEEP_TAGS = [
     "charts/episodic_return",
@@ -155,37 +163,20 @@ DEEP_TAGS = [
 ]
 
 
-def test_deep_pr2_on_simple_spread_logs_cleanrl_metrics(tmp_path):
-    run_ok(SCRIPT, "--env", "particle", "--scenario", "simple_spread", *TINY, cwd=tmp_path)
+def test_deep_pr2_on_simple_spread_logs_cleanrl_metrics(shared_run):
     tags = DEEP_TAGS + [f"charts/episodic_return/agent_{i}" for i in range(3)] + ["losses/critic_loss/agent_2"]
-    scalars = finite_scalars(the_run_dir(tmp_path), tags)
+    scalars = finite_scalars(shared_run(SCRIPT, *SPREAD, "--seed", "7"), tags)
     assert [n for _, n in scalars["charts/episodic_length"]] == [25.0] * 6
 
 
-def test_user_factory_with_heterogeneous_agents(tmp_path):
-    """simple_adversary through `--env module:factory`: observation sizes 8 vs 10."""
-    run_ok(SCRIPT, "--env", "mpe2.simple_adversary_v3:parallel_env", *TINY, cwd=tmp_path)
-    finite_scalars(the_run_dir(tmp_path), DEEP_TAGS + ["losses/critic_loss/adversary_0", "losses/critic_loss/agent_1"])
-
-
-def test_eq12_model_with_sampled_opponent_actions_and_save_model(tmp_path):
-    """--exact-limit 10 < 25 joint opponent actions forces the sampled path; then save and evaluate."""
-    flags = ("--opponent-model", "eq12", "--exact-limit", "10", "--save-model", "--eval-episodes", "2")
-    run_ok(SCRIPT, "--env", "particle", *TINY, *flags, cwd=tmp_path)
-    run_dir = the_run_dir(tmp_path)
-    finite_scalars(run_dir, DEEP_TAGS)
-    final_evaluation(run_dir, 150, AGENTS)
-    checkpoint = torch.load(run_dir / "pr2_discrete.pt", weights_only=True)  # tensors and plain values only
-    assert set(checkpoint["agents"]) == set(AGENTS)
-    assert not list(run_dir.glob("*.tmp"))
-
-
-def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds(tmp_path):
+def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds(shared_run):
     """One evaluation at the last training step: greedy episodes k = 0, 1 from run.episode_seed(run.EVAL_SEED, k),
-    the same seeds as the other scripts, so the saved agents reproduce it; the buffer is saved as tensors."""
-    run_ok(SCRIPT, "--env", "particle", *TINY, "--seed", "7", "--save-model", "--eval-episodes", "2", cwd=tmp_path)
-    logged = final_evaluation(the_run_dir(tmp_path), 150, AGENTS)
-    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=True)
+    the same seeds as the other scripts, so the saved agents reproduce it; the checkpoint holds tensors and plain
+    values only (the buffer as tensors) and is written whole."""
+    run_dir = shared_run(SCRIPT, *SPREAD, "--seed", "7")
+    logged = final_evaluation(run_dir, 150, AGENTS)
+    checkpoint = torch.load(run_dir / "pr2_discrete.pt", weights_only=True)
+    assert not list(run_dir.glob("*.tmp")) and set(checkpoint["agents"]) == set(AGENTS)
     assert checkpoint["buffer"]["size"] == 150 and all(isinstance(x, torch.Tensor) for x in checkpoint["buffer"]["obs"])
     args = pr2.Args(**checkpoint["args"])
     learners, _ = pr2.build_learners(checkpoint["obs_dims"], checkpoint["action_sizes"], args)
@@ -196,11 +187,35 @@ def test_the_greedy_evaluation_replays_from_the_checkpoint_with_the_shared_seeds
     assert logged == pytest.approx(returns.mean(), rel=1e-6)
 
 
+def test_same_seed_gives_identical_logged_values(shared_run, tmp_path, monkeypatch):
+    first = logged_values(shared_run(SCRIPT, *SPREAD, "--seed", "7"))
+    for name, seed in ("again", "7"), ("other", "8"):  # runs of their own: shared_run would return the first again
+        (tmp_path / name).mkdir()
+        command_line(SCRIPT, *SPREAD, "--seed", seed, cwd=tmp_path / name, monkeypatch=monkeypatch)
+    again, other = (logged_values(the_run_dir(tmp_path / name)) for name in ("again", "other"))
+    assert first == again
+    assert first["losses/critic_loss/agent_0"] != other["losses/critic_loss/agent_0"], "the seed must matter"
+
+
+def test_user_factory_with_heterogeneous_agents(tmp_path, monkeypatch):
+    """simple_adversary through `--env module:factory`: observation sizes 8 vs 10."""
+    command_line(SCRIPT, "--env", "mpe2.simple_adversary_v3:parallel_env", *TINY, cwd=tmp_path, monkeypatch=monkeypatch)
+    finite_scalars(the_run_dir(tmp_path), DEEP_TAGS + ["losses/critic_loss/adversary_0", "losses/critic_loss/agent_1"])
+
+
+def test_eq12_model_with_sampled_opponent_actions(tmp_path, monkeypatch):
+    """--exact-limit 10 < 25 joint opponent actions forces the sampled path."""
+    flags = ("--opponent-model", "eq12", "--exact-limit", "10", "--eval-episodes", "0")
+    command_line(SCRIPT, "--env", "particle", *TINY, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    finite_scalars(the_run_dir(tmp_path), DEEP_TAGS)
+
+
 @pytest.mark.parametrize("exact_limit", ["1000", "1"])
-def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path, exact_limit):
+def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path, monkeypatch, exact_limit):
     """--exact-limit 1 < 2 opponent actions: deep PR2 acts from sampled sums, and the traces are still exact."""
-    run_ok(SCRIPT, "--env", "matrix", "--algorithm", "deep", "--total-timesteps", "60", "--batch-size", "8",
-           "--log-every", "10", "--exact-limit", exact_limit, cwd=tmp_path)  # fmt: skip
+    flags = ["--env", "matrix", "--algorithm", "deep", "--total-timesteps", "60", "--batch-size", "8", "--log-every",
+             "10", "--exact-limit", exact_limit]  # fmt: skip
+    command_line(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
     tags = ["charts/policy/agent_0", "charts/opponent_model/agent_1", "charts/opponent_model/agent_1/given_1"]
     scalars = finite_scalars(the_run_dir(tmp_path), tags)
     assert all(len(scalars[tag]) == 6 and all(0 <= v <= 1 for _, v in scalars[tag]) for tag in tags)
@@ -208,34 +223,22 @@ def test_deep_pr2_on_the_matrix_game_logs_policy_traces(tmp_path, exact_limit):
 
 @pytest.mark.parametrize(
     ("flags", "label"),
-    [(("--env", "matrix", "--total-timesteps", "50"), "matrix_pr2"), (("--env", "particle", *TINY), "simple_spread")],
-)
-def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path, flags, label):
+    [(("--env", "matrix", "--total-timesteps", "50", "--save-model", "--eval-episodes", "2"), "matrix_pr2"),
+     ((*SPREAD, "--seed", "7"), "simple_spread")],
+)  # fmt: skip
+def test_resume_accepts_the_default_scenario_named_explicitly(tmp_path, monkeypatch, shared_run, flags, label):
     """The checkpoint stores the resolved --scenario, so naming the default on --resume is not a change. Each end
     of the extended run is evaluated once."""
-    run_ok(SCRIPT, *flags, "--save-model", "--eval-episodes", "2", cwd=tmp_path)
-    assert the_run_dir(tmp_path).name.startswith(f"{label}__pr2_discrete__1__")  # the run folder's name is unchanged
+    shutil.copytree(shared_run(SCRIPT, *flags).parent, tmp_path / "runs")  # the resumed run writes to its run folder
+    assert the_run_dir(tmp_path).name.startswith(f"{label}__pr2_discrete__")  # the run folder's name is unchanged
     scenario = label.removeprefix("matrix_")
     assert torch.load(checkpoint_of(tmp_path), weights_only=True)["args"]["scenario"] == scenario
     total = {"matrix_pr2": "60", "simple_spread": "175"}[label]
-    run_ok(SCRIPT, "--resume", str(checkpoint_of(tmp_path)), "--scenario", scenario, "--total-timesteps", total,
-           cwd=tmp_path)  # fmt: skip
+    resume = ["--resume", str(checkpoint_of(tmp_path)), "--scenario", scenario, "--total-timesteps", total]
+    command_line(SCRIPT, *resume, cwd=tmp_path, monkeypatch=monkeypatch)
     assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == int(total)
     evaluations = read_scalars(str(the_run_dir(tmp_path)))["eval/episodic_return"]
     assert [step for step, _ in evaluations] == [int(flags[flags.index("--total-timesteps") + 1]), int(total)]
-
-
-def _values(cwd, seed: str):
-    cwd.mkdir()
-    run_ok(SCRIPT, "--env", "particle", *TINY, "--seed", seed, cwd=cwd)
-    scalars = read_scalars(str(the_run_dir(cwd)))
-    return {tag: [v for _, v in values] for tag, values in scalars.items() if tag != "charts/SPS"}
-
-
-def test_same_seed_gives_identical_logged_values(tmp_path):
-    first, second, other = _values(tmp_path / "a", "3"), _values(tmp_path / "b", "3"), _values(tmp_path / "c", "4")
-    assert first == second
-    assert first["losses/critic_loss/agent_0"] != other["losses/critic_loss/agent_0"], "the seed must matter"
 
 
 @pytest.mark.parametrize(
@@ -244,15 +247,20 @@ def test_same_seed_gives_identical_logged_values(tmp_path):
         (("--env", "utils.envs:DifferentialGame"), "pr2_continuous.py"),
         (("--env", "particle", "--batch-size", "512", "--buffer-size", "100"), "--batch-size 512 > --buffer-size 100"),
         (("--env", "particle", "--total-timesteps", "-5"), "--total-timesteps must be positive"),
-        (("--env", "particle", "--algorithm", "pr2q"), "needs --env matrix"),
         (("--env", "particle", "--scenario", "simple_sprad"), "did you mean 'simple_spread'"),
         (("--env", "matrix", "--alpha", "nan"), "--alpha must be a finite number, got nan"),
         (("--env", "matrix", "--total-timesteps", "0"), "--total-timesteps must be positive, got 0"),
     ],
 )
-def test_bad_input_exits_with_one_line_error(tmp_path, flags, expected):
-    result = run_script(SCRIPT, *flags, cwd=tmp_path)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("pr2_discrete.py: error:") and expected in lines[0], lines
+def test_bad_input_exits_with_one_line_error(tmp_path, monkeypatch, flags, expected):
+    error = command_line_error(SCRIPT, *flags, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert error.startswith("pr2_discrete.py: error:") and expected in error, error
     assert not (tmp_path / "runs").exists()
+
+
+def test_bad_input_on_the_command_line_prints_one_line(tmp_path):
+    result = run_script(SCRIPT, "--env", "particle", "--algorithm", "pr2q", cwd=tmp_path)
+    assert result.returncode != 0 and not (tmp_path / "runs").exists()
+    assert result.stderr.strip().splitlines() == [
+        "pr2_discrete.py: error: --algorithm pr2q is tabular and needs --env matrix; use --algorithm deep"
+    ]

@@ -1,8 +1,8 @@
 """Everyday use of pr2_discrete.py and the baselines (what tests/test_continuous_usage.py checks for
 pr2_continuous.py): resume, Ctrl-C, bad checkpoints, non-finite losses, evaluation video, documented flags.
 
-Most runs are in-process (main() as the command line calls it, without the start-up cost); the command-line
-paths (--resume parsing, Ctrl-C) run as subprocesses."""
+Runs are in-process (main() as the command line calls it, or the script's command line itself, without a new
+interpreter's start-up); only Ctrl-C runs as a subprocess."""
 
 import math
 import re
@@ -14,11 +14,12 @@ import pr2_discrete
 from baselines import ddpg, ddpg_om, maddpg
 from tests.helpers import (
     checkpoint_of,
+    command_line,
+    command_line_error,
     final_evaluation,
     interrupt_when_training,
     logged_values,
-    run_ok,
-    run_script,
+    run_in_process,
     the_run_dir,
     undocumented_args,
 )
@@ -39,14 +40,6 @@ PR2Q = (pr2_discrete, "pr2_discrete.py", dict(env="matrix", log_every=10))
 
 def cli(flags: dict) -> list[str]:
     return [f"--{key.replace('_', '-')}={value}" for key, value in flags.items()]
-
-
-def run_in_process(module, folder, monkeypatch, **flags):
-    """main() as `python <script> <flags>` run from `folder` calls it."""
-    folder.mkdir(exist_ok=True)
-    monkeypatch.chdir(folder)
-    module.main(module.Args(**flags))
-    return the_run_dir(folder)
 
 
 def resume_in_process(module, script, folder, monkeypatch, **overrides):
@@ -79,8 +72,13 @@ def test_resumed_discrete_run_keeps_its_temperature_anneal(tmp_path, monkeypatch
     assert temperatures[40] > 0.1 and all(temperatures[step] == pytest.approx(0.01) for step in range(60, 301, 10))
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, case):
+# MADDPG, DDPG and DDPG-OM share their training loop, Ctrl-C, checkpoints and evaluation (baselines/common.py), so
+# what only that loop does is checked on MADDPG
+LOOPS = ["pr2_discrete", "maddpg"]
+
+
+@pytest.mark.parametrize("case", LOOPS)
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, monkeypatch, case):
     _, script, flags = CASES[case]
     flags = cli(dict(flags, log_every=10, total_timesteps=100_000, eval_episodes=1))
     returncode, out, err = interrupt_when_training(script, *flags, "--save-model", cwd=tmp_path)
@@ -88,11 +86,12 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, case):
     assert "continue with --resume" in out
     step = torch.load(checkpoint_of(tmp_path), weights_only=True)["step"]
     assert 0 < step < 100_000
-    run_ok(script, "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 30), cwd=tmp_path)
+    resume = ["--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", str(step + 30)]
+    command_line(script, *resume, cwd=tmp_path, monkeypatch=monkeypatch)
     assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == step + 30  # the same run folder
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", LOOPS)
 def test_bad_checkpoints_get_one_line_errors_before_training(tmp_path, monkeypatch, case):
     module, script, flags = CASES[case]
     name = script.split("/")[-1]
@@ -100,11 +99,8 @@ def test_bad_checkpoints_get_one_line_errors_before_training(tmp_path, monkeypat
     good = checkpoint_of(tmp_path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:3000])
-    result = run_script(script, "--resume", str(truncated), cwd=tmp_path)  # the command line's --resume path
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert result.returncode != 0 and last_line.startswith(f"{name}: error: --resume {truncated}: unreadable"), (
-        last_line
-    )
+    error = command_line_error(script, "--resume", str(truncated), cwd=tmp_path, monkeypatch=monkeypatch)
+    assert error.startswith(f"{name}: error: --resume {truncated}: unreadable"), error
     other_env = "matrix" if module is pr2_discrete else "differential"
     cases = [
         (dict(env=other_env), f"trained with --env particle, not {other_env}"),
@@ -149,7 +145,7 @@ def test_discrete_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoi
     assert torch.load(checkpoint_of(tmp_path), weights_only=True)["step"] == 50
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", LOOPS)
 def test_capture_video_records_evaluation_episodes_as_gifs(tmp_path, monkeypatch, case):
     module, _, flags = CASES[case]
     flags = dict(flags, total_timesteps=60, learning_starts=30, eval_episodes=2, capture_video=True)
@@ -193,8 +189,10 @@ def test_every_flag_has_a_docstring(script):
     assert undocumented_args(script) == []
 
 
-def test_the_shared_run_flags_are_documented_and_shown_by_every_script(tmp_path):
+def test_the_shared_run_flags_are_documented_and_shown_by_every_script(tmp_path, monkeypatch, capsys):
     assert undocumented_args("utils/run.py", "RunArgs") == []
     for script in ["pr2_continuous.py", "pr2_discrete.py", "baselines/maddpg.py"]:
-        help_text = " ".join(run_ok(script, "--help", cwd=tmp_path).stdout.split())
-        assert "--eval-every INT" in help_text and "also evaluate every" in help_text, script
+        with pytest.raises(SystemExit) as stop:
+            command_line(script, "--help", cwd=tmp_path, monkeypatch=monkeypatch)
+        help_text = " ".join(capsys.readouterr().out.split())
+        assert stop.value.code == 0 and "--eval-every INT" in help_text and "also evaluate every" in help_text, script
