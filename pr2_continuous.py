@@ -513,8 +513,8 @@ def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> 
 SCRIPT = os.path.basename(__file__)
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "state_dim", "agents", "optimizer", "step"]
 STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size", "critic_input"]
-POLICY_ONLY_FLAGS = dict(soft=["rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"],
-                         deterministic=["actor_objective", "noise_schedule", "ou_theta", "ou_sigma"])  # fmt: skip
+UNREAD_FLAGS = dict(deterministic=["rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"],
+                    soft=["actor_objective", "noise_schedule", "ou_theta", "ou_sigma"])  # fmt: skip
 
 
 def main(args: Args, checkpoint: dict | None = None):
@@ -546,8 +546,7 @@ def main(args: Args, checkpoint: dict | None = None):
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
         counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
     start_step, n_updates, episode, losses, train_from = counters.values()
-    unused = POLICY_ONLY_FLAGS["deterministic" if args.policy == "soft" else "soft"]  # left out of the run's table
-    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario), unused)  # logs, saves, Ctrl-C
+    session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario), UNREAD_FLAGS[args.policy])
     eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
     evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents, device=device), args.eval_episodes)
 
