@@ -55,7 +55,7 @@ def test_per_env_defaults_networks_exploration_and_action_mapping_are_pr2s():
 
 # ---------------------------------------------------------------- end to end
 def smoke_run(module, folder, monkeypatch, **flags):
-    """A short run of main() as `python <script> <flags>` from `folder` runs it (in this process)."""
+    """run_in_process with the short run's flags (SMOKE) as defaults."""
     return run_in_process(module, folder, monkeypatch, **{**SMOKE, **flags})
 
 
