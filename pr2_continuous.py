@@ -1,5 +1,5 @@
 # PR2, Probabilistic Recursive Reasoning (Wen et al., ICLR 2019, arXiv 1901.09207), for continuous actions, in one
-# file. --policy soft (default): our energy-based variant; --policy deterministic: PR2-AC. Docs, results: README.md
+# file. --policy soft (default): our energy-based variant; --policy deterministic: PR2-AC. Docs: docs/pr2_continuous.md
 import copy
 import os
 from dataclasses import asdict, dataclass
@@ -58,12 +58,12 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     # PR2
     policy: Literal["soft", "deterministic"] = "soft"
     """'soft': an energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) over the soft marginal value computed from ρ's
-    responses, sampled by amortised SVGD, with an annealed α (our variant, README 'Escaping the local optimum');
+    responses, sampled by amortised SVGD, with an annealed α (our variant, docs/pr2_continuous.md 'The soft policy');
     'deterministic': the original PR2-AC (deterministic actor, OU exploration, constant α)"""
     alpha: float | None = None
     """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed
     (default: 0.5, the paper's; 0.01 for the soft policy outside the differential game, tuned on seed 100 of three
-    particle tasks, README 'Deviations and choices')"""
+    particle tasks, docs/pr2_continuous.md 'Deviations')"""
     alpha_start: float | None = None
     """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default with the soft
     policy: 50 differential, 40 × --alpha otherwise; --alpha, i.e. no annealing, with the deterministic one)"""
@@ -300,7 +300,7 @@ class ReplayBuffer:
 def soft_value(q_values, alpha: float):
     """Eq. 11, α·log ∫ exp(Q/α) da^-i relative to the uniform measure on [-1, 1]^d, from M samples b_k:
     α·log mean_k exp(Q_k/α), q_values [B, M] -> [B]. The original code also adds the log-volume d·log 2, a constant
-    that shifts every Q by α·d·log 2/(1 - γ), again each time α is annealed, so we leave it out (README, item 9)."""
+    that shifts every Q by α·d·log 2/(1 - γ), again each time α is annealed, so we leave it out (docs, deviation 9)."""
     return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(q_values.shape[-1]))
 
 
@@ -365,7 +365,7 @@ def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
 
     state [B, c], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
     a^i, so the value of an own action is what ρ predicts the others do in response to it, and the gradient in a^i
-    flows through ρ's response too; this is the original code's soft-max actor objective (item 3 in the README),
+    flows through ρ's response too; this is the original code's soft-max actor objective (docs, deviation 3),
     evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d as in the critic target (Eq. 11 proper).
     """
     n_samples = args.marginal_particles
