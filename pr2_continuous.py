@@ -88,6 +88,19 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     actor_objective: Literal["softmax", "mean"] = "softmax"
     """the actor's aggregate over ρ's samples b_k: 'softmax' α·log mean_k exp(Q(s, μ(s), b_k)/α) (the original) or
     'mean' E_ρ[Q] (Eqs. 6/7)"""
+    critic_target: Literal["uniform", "rho", "policies"] = "uniform"
+    """V(s') in the critics' target, at the target policy's a'^i: 'uniform' Eq. 11's α·log E_U[exp(Q/α)] over uniform
+    opponent actions (--uniform-estimator); 'rho' E_ρ[Q] over ρ(·|s', a'^i) (level-1); 'policies' Q at the other
+    agents' target policies at o'^j (MADDPG's centralised target). docs/pr2_continuous.md 'Critic targets'"""
+    uniform_estimator: Literal["mc", "importance"] = "mc"
+    """--critic-target uniform: 'mc' plain Monte Carlo over M uniform samples shared by the batch (biased low at small
+    α); 'importance' M uniform + M samples near ρ's, weighted by that mixture's density (nearly unbiased)"""
+    opponent_model: Literal["helpers", "sides"] = "helpers"
+    """'helpers': ρ models every other agent as helping agent i (Eq. 12); 'sides': teammates help and agents of another
+    team (--teams) work against it, ρ ∝ exp(-Q/α) in their block (soft minimax)"""
+    teams: tuple[str, ...] = ()
+    """--opponent-model sides: teams as comma-separated agent names, e.g. '--teams adversary_0,adversary_1 agent_0'
+    (default: mpe2's adversary_* against the rest; one team on other envs)"""
 
     # Exploration
     noise_schedule: str | None = None
@@ -137,6 +150,9 @@ def resolve_args(args: Args) -> Args:
          f"{args.buffer_size}"),
         (not (0 <= args.gamma <= 1 and 0 < args.tau <= 1), f"need --gamma in [0, 1] and --tau in (0, 1]; got "
          f"{args.gamma}, {args.tau}"),
+        (args.teams and args.opponent_model == "helpers", "--teams is read by --opponent-model sides only: add it"),
+        (args.uniform_estimator == "importance" and args.critic_target != "uniform", "--uniform-estimator importance "
+         "is read by --critic-target uniform only: drop one"),
     ]  # fmt: skip
     for flag in ("policy_particles", "kernel_particles"):  # SVGD needs >= 2 particles to fix and >= 1 to move
         moved = int(getattr(args, flag) * args.kernel_update_ratio)
@@ -198,6 +214,7 @@ class PR2Agent(nn.Module):
         self.opponent_model = MLP([c, act_dim, opp_dim], opp_dim, hidden, squash=True)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_joint_critic = copy.deepcopy(self.joint_critic).requires_grad_(False)
+        self.opponent_signs = None  # [d] ±1 per opponent dim with adversaries (opponent_signs()); None: Eq. 12 as is
         if stochastic:  # fixed noise for the soft policy's mean action: evaluation draws nothing from the global RNG
             noise = torch.randn(64, act_dim, generator=torch.Generator().manual_seed(0))
             self.register_buffer("mean_action_noise", noise)
@@ -249,17 +266,22 @@ def svgd_direction(fixed, score, updated):
     return (kappa[..., None] * score[:, :, None, :] + grad_x_kappa).mean(1)
 
 
-def amortised_svgd_loss(log_density, fixed, updated):
+def amortised_svgd_loss(log_density, fixed, updated, signs=None):
     """Surrogate loss that moves a tanh-squashed sampler's outputs x = tanh(u) towards p(x) ∝ exp(log_density(x)).
 
     SVGD runs on the pre-squash u (kernel in u) towards p(tanh u)·Π(1 - tanh² u), the density of u whose tanh is
     distributed as p exactly. fixed [B, Kx, d]: pre-squash samples with no graph to the sampler (they define the
     direction); updated [B, Ky, d]: pre-squash samples with the graph. The gradient of -Σ⟨φ(u), u⟩ is -φ·∂u/∂params,
     so one optimiser step moves every updated particle along φ. log_density maps x [B, Kx, d] to [B, Kx].
+    signs [d] (±1) flips ∇log_density per dimension, the Jacobian term kept: the block-signed score of the side-aware
+    ρ, whose particles then settle where the + dims climb and the - dims descend the density (soft saddle points).
     """
     fixed = fixed.detach().requires_grad_(True)
     log_jacobian = 2 * (np.log(2) - fixed - nn.functional.softplus(-2 * fixed)).sum(-1)  # Σ log(1 - tanh² u), stable
-    score = torch.autograd.grad((log_density(torch.tanh(fixed)) + log_jacobian).sum(), fixed)[0]
+    if signs is None:
+        score = torch.autograd.grad((log_density(torch.tanh(fixed)) + log_jacobian).sum(), fixed)[0]
+    else:  # d/du Σ log(1 - tanh² u) = -2 tanh u
+        score = signs * torch.autograd.grad(log_density(torch.tanh(fixed)).sum(), fixed)[0] - 2 * torch.tanh(fixed)
     phi = svgd_direction(fixed.detach(), score, updated.detach())
     return -(phi * updated).sum()
 
@@ -304,22 +326,88 @@ def soft_value(q_values, alpha: float):
     return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(q_values.shape[-1]))
 
 
-def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args):
-    """Joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target
-    y = reward_scale·r + γ(1 - done)·V(s'), V(s') = Eq. 11 at the target policy's a'^i (μ_θ̄(o'^i), or a sample of the
-    soft policy), over uniform opponent samples. Returns (joint critic loss, individual critic loss, mean Q)."""
-    next_obs, own = batch["next_obs"][i], batch["actions"][i]
+def target_action(agent: PR2Agent, next_obs):
+    """The target policy's action at o' [B, o] -> [B, a]: a sample of the soft π̄, or μ̄(o')."""
+    return agent.sample_actions(next_obs, 1, target=True)[:, 0] if agent.stochastic else agent.target_actor(next_obs)
+
+
+# V(s') of the critics' target (--critic-target), at rows next_state [B, c], next_action a'^i [B, a] -> [B]. The
+# errors quoted are the mean error (sd) against the exact value on Q = mean(b), d = 10 (tests/test_critic_targets.py).
+def uniform_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
+    """Eq. 11's uniform soft value V_u(α) = α·log E_U[exp(Q̄/α)] by plain MC, α·log mean_m exp(Q̄_m/α) over M uniform
+    samples shared by the batch. Biased low where few samples carry exp(Q/α): M 8 at α 0.01 -0.42 (0.09), 0.1 -0.10
+    (0.06), 1 -0.004 (0.03)."""
+    uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=next_state.device) - 1
+    next_q = agent.target_joint_critic(next_state[:, None], next_action[:, None], uniform[None]).squeeze(-1)
+    return soft_value(next_q, alpha)
+
+
+def uniform_value_importance(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
+    """V_u(α) by deterministic-mixture importance sampling: M uniform samples x_m and M from a kernel density around K
+    samples of ρ(·|s', a'^i) in pre-tanh space (bandwidth: the K centres' std · K^(-1/(d+4)) per dim, floor 0.01);
+    proposal q = ½U + ½KDE, V = α·log(Σ_m U(x_m)/q(x_m)·exp(Q̄_m/α) / 2M). The sum is unbiased for the integral
+    whatever ρ is (U/q ≤ 2); M 8, K 16, exact ρ: at α 0.01 -0.01 (0.02), 0.1 ..., 1 ...."""
+    rows, d, n = next_action.shape[0], agent.opp_dim, args.value_particles
+    centres = agent.sample_opponents(next_state, next_action, args.kernel_particles, raw=True)  # [B, K, d]
+    bandwidth = (centres.std(1, keepdim=True) * centres.shape[1] ** (-1 / (d + 4))).clamp(min=1e-2)
+    pick = torch.randint(centres.shape[1], (rows, n, 1), device=centres.device).expand(rows, n, d)
+    near = torch.tanh(torch.gather(centres, 1, pick) + bandwidth * torch.randn(rows, n, d, device=centres.device))
+    x = torch.cat([2 * torch.rand_like(near) - 1, near], 1).clamp(-1 + 1e-6, 1 - 1e-6)  # [B, 2M, d]
+    z = (torch.atanh(x)[:, :, None] - centres[:, None]) / bandwidth[:, None]  # [B, 2M, K, d]
+    log_kde_u = torch.logsumexp(-0.5 * z.pow(2).sum(-1), -1) - bandwidth.log().sum(-1) - 0.5 * d * np.log(2 * np.pi)
+    log_kde = log_kde_u - np.log(centres.shape[1]) - torch.log1p(-x.pow(2)).sum(-1)  # density of x = tanh u
+    log_uniform = torch.full_like(log_kde, -d * np.log(2))
+    log_weight = log_uniform - torch.logaddexp(log_uniform, log_kde) + np.log(2)  # log U/q
+    q = agent.target_joint_critic(next_state[:, None], next_action[:, None], x).squeeze(-1)
+    return alpha * (torch.logsumexp(log_weight + q / alpha, -1) - np.log(2 * n))
+
+
+def saddle_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
+    """Side-aware V_u: a soft min over the adversaries' block of the soft max over the teammates' block,
+    -α·log mean_n exp(-V_n/α), V_n = α·log mean_m exp(Q̄(t_m, e_n)/α), by plain MC over an M×M grid of uniform
+    teammate samples t_m and adversary samples e_n shared by the batch. Errors: docs 'Critic targets'."""
+    team, adversaries = 2 * torch.rand(2, args.value_particles, 1, agent.opp_dim, device=next_state.device) - 1
+    grid = torch.where(agent.opponent_signs > 0, team.transpose(0, 1), adversaries)  # [n, m, d]
+    q = agent.target_joint_critic(next_state[:, None, None], next_action[:, None, None], grid).squeeze(-1)
+    return -soft_value(-soft_value(q, alpha), alpha)
+
+
+def rho_value(agent: PR2Agent, next_state, next_action, args: Args):
+    """Level-1 V = E_ρ[Q̄] = mean_k Q̄(s', a'^i, b_k) over M samples b_k ~ ρ(·|s', a'^i), agent i's own model
+    (side-aware with --opponent-model sides): unbiased, error sd(Q̄)/√M."""
+    opponents = agent.sample_opponents(next_state, next_action, args.value_particles)
+    return agent.target_joint_critic(next_state[:, None], next_action[:, None], opponents).squeeze(-1).mean(-1)
+
+
+def policies_value(agents, i: int, batch: dict, next_state, next_action):
+    """V = Q̄(s', a'^i, a'^-i) with a'^j the other agents' target actions at o'^j (target_action), in the joint
+    critic's opponent order: MADDPG's centralised target, exact given those policies."""
+    others = torch.cat([target_action(agent, batch["next_obs"][j]) for j, agent in enumerate(agents) if j != i], -1)
+    return agents[i].target_joint_critic(next_state, next_action, others).squeeze(-1)
+
+
+def critic_losses(agents, i: int, batch: dict, alpha: float, args: Args):
+    """Agent i's joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target
+    y = reward_scale·r + γ(1 - done)·V(s'), V(s') at the target policy's a'^i by --critic-target (the estimators
+    above). Returns (joint critic loss, individual critic loss, mean Q)."""
+    agent, next_obs, own = agents[i], batch["next_obs"][i], batch["actions"][i]
     state, next_state = batch["view"][i], batch["next_view"][i]
     opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
     dones = batch["dones"][:, i]
     with torch.no_grad():
         next_value = torch.zeros_like(dones)
         if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
-            target_policy = partial(agent.sample_actions, n=1, target=True) if agent.stochastic else agent.target_actor
-            next_action = target_policy(next_obs).reshape(own.shape)
-            uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=own.device) - 1  # shared by the batch
-            next_q = agent.target_joint_critic(next_state[:, None], next_action[:, None], uniform[None]).squeeze(-1)
-            next_value = soft_value(next_q, alpha)
+            next_action = target_action(agent, next_obs)
+            if args.critic_target == "policies":
+                next_value = policies_value(agents, i, batch, next_state, next_action)
+            elif args.critic_target == "rho":
+                next_value = rho_value(agent, next_state, next_action, args)
+            else:
+                sides = saddle_value_mc if agent.opponent_signs is not None else None
+                estimator = (
+                    sides or dict(mc=uniform_value_mc, importance=uniform_value_importance)[args.uniform_estimator]
+                )
+                next_value = estimator(agent, next_state, next_action, alpha, args)
         y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
     q = agent.joint_critic(state, own, opponents).squeeze(-1)
     q_individual = agent.individual_critic(state, own).squeeze(-1)
@@ -329,8 +417,9 @@ def critic_losses(agent: PR2Agent, i: int, batch: dict, alpha: float, args: Args
 def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: Args):
     """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d.
     K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones; SVGD moves
-    them before the tanh (amortised_svgd_loss), so the squashed samples x follow Eq. 12 itself. Returns (surrogate
-    loss, the fixed particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples)."""
+    them before the tanh (amortised_svgd_loss), so the squashed samples x follow Eq. 12 itself. With adversaries
+    (--opponent-model sides) their blocks follow -∇Q/α (agent.opponent_signs). Returns (surrogate loss, the fixed
+    particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples)."""
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_opponents(state, own_action, n_fixed, raw=True)
@@ -342,7 +431,7 @@ def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: 
         q_joint = agent.joint_critic(state[:, None], own_action[:, None], x)
         return ((q_joint - q_individual[:, None]) / alpha).squeeze(-1)
 
-    return amortised_svgd_loss(log_density, fixed, updated), torch.tanh(fixed)
+    return amortised_svgd_loss(log_density, fixed, updated, agent.opponent_signs), torch.tanh(fixed)
 
 
 def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args: Args):
@@ -361,12 +450,14 @@ def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args
 
 
 def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
-    """The agent's soft value of its own actions, Q^i(s, a^i) = α·log E_b[exp(Q(s, a^i, b)/α)] (Eq. 11's form).
+    """Agent i's value Q^i(s, a^i) of candidate own actions, state [B, c], own [B, K, a] -> [B, K].
 
-    state [B, c], own [B, K, a] -> [B, K]. With 'rho' the opponent samples b ~ ρ(·|s, a^i) are drawn at each candidate
-    a^i, so the value of an own action is what ρ predicts the others do in response to it, and the gradient in a^i
-    flows through ρ's response too; this is the original code's soft-max actor objective (docs, deviation 3),
-    evaluated at candidate actions. With 'uniform', b ~ U[-1, 1]^d as in the critic target (Eq. 11 proper).
+    'rho': α·log mean_k exp(Q(s, a^i, b_k)/α) over b_k ~ ρ(·|s, a^i) drawn at each candidate a^i, the gradient
+    flowing through ρ's response (the original code's soft-max actor objective at candidate actions, docs deviation
+    3). With the exact ρ ∝ exp(Q/α) it estimates α·log E_ρ[exp(Q/α)] = 2·V_u(α/2) - V_u(α), V_u(α) = α·log
+    E_U[exp(Q/α)] the uniform soft value: a sharper soft max than Eq. 11, not Eq. 11. With adversaries (--opponent-model
+    sides) the mean of Q over ρ's samples: ρ already soft-maxes over teammates and soft-mins over adversaries, and a
+    soft max over its samples would be optimistic about the adversaries again. 'uniform': V_u(α) by plain MC.
     """
     n_samples = args.marginal_particles
     if args.soft_marginal == "rho":
@@ -375,12 +466,13 @@ def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
     else:
         opponents = 2 * torch.rand(n_samples, agent.opp_dim, device=own.device) - 1
     q = agent.joint_critic(state[:, None, None], own[:, :, None], opponents).squeeze(-1)
-    return soft_value(q, alpha)
+    return q.mean(-1) if args.soft_marginal == "rho" and agent.opponent_signs is not None else soft_value(q, alpha)
 
 
 def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
-    """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a (the maximum-entropy optimum of Eqs. 10/11), with
-    the soft marginal above as Q^i(s, a), by amortised SVGD before the tanh (the machinery that trains ρ).
+    """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a, Q^i the soft marginal above, by amortised SVGD
+    before the tanh (the machinery that trains ρ). Not the maximum-entropy optimum of Eqs. 10/11: the critic backs up
+    V(s') with no -α·log π term, and Q^i is not Eq. 11's value (soft_marginal).
 
     Returns (surrogate loss, -mean Q^i(s, a^i) of the policy's samples, the fixed samples a [B, Kx, a] detached).
     """
@@ -417,7 +509,7 @@ def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
     losses, total, alpha = {}, 0.0, temperature(args, n_updates)
     for i, agent in enumerate(agents):
         obs, own, state = batch["obs"][i], batch["actions"][i], batch["view"][i]
-        critic_loss, individual_loss, q_mean = critic_losses(agent, i, batch, alpha, args)
+        critic_loss, individual_loss, q_mean = critic_losses(agents, i, batch, alpha, args)
         if agent.stochastic:  # ρ is trained at the policy's own samples (not old buffer actions) and at uniform ones
             pi_loss, pi_objective, own_samples = soft_policy_loss(agent, obs, state, alpha, args)
             n_uniform = int(args.rho_uniform_share * len(own))
@@ -462,6 +554,24 @@ def build_agents(obs_dims: list[int], act_dims: list[int], state_dim: int, args:
     view = lambda o: state_dim if args.critic_input == "state" else o  # noqa: E731  (the critics' input size)
     soft, opp = args.policy == "soft", sum(act_dims)
     return nn.ModuleList(PR2Agent(o, a, opp - a, args.hidden_size, soft, view(o)) for o, a in zip(obs_dims, act_dims))
+
+
+def opponent_signs(names: list[str], act_dims: list[int], args: Args) -> list[torch.Tensor | None]:
+    """Per agent i, the side of each opponent action dim: +1 teammate, -1 adversary (--opponent-model sides), or None
+    (helpers, or no adversary: Eq. 12 as is). Teams: --teams, else mpe2's adversary_* against the rest (one team on
+    other envs). Raises ValueError if --teams does not list every agent exactly once."""
+    teams = [team.split(",") for team in args.teams]
+    if teams and sorted(sum(teams, [])) != sorted(names):
+        raise ValueError(f"--teams {' '.join(args.teams)} must list each agent exactly once: {', '.join(names)}")
+    adversaries = [name for name in names if name.startswith("adversary_")] if args.env == "particle" else []
+    team_of = {name: k for k, team in enumerate(teams or [adversaries]) for name in team}  # the rest: team -1
+    signs = []
+    for i, name in enumerate(names):
+        others = [j for j in range(len(names)) if j != i]
+        sign = torch.tensor([1.0 if team_of.get(names[j], -1) == team_of.get(name, -1) else -1.0 for j in others
+                             for _ in range(act_dims[j])])  # fmt: skip
+        signs.append(sign if args.opponent_model == "sides" and (sign < 0).any() else None)
+    return signs
 
 
 @torch.no_grad()
@@ -530,6 +640,9 @@ def main(args: Args, checkpoint: dict | None = None):
             raise ValueError(f"PR2 needs at least two agents; {args.env} has {len(names)}")
         layout = dict(agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
         run.check_run(env, args, checkpoint, STRUCTURAL_FLAGS, layout)
+        signs = opponent_signs(names, act_dims, args)
+        if args.uniform_estimator == "importance" and any(sign is not None for sign in signs):
+            raise ValueError("--uniform-estimator importance has no side-aware form: use mc or --critic-target rho")
     except (ValueError, EnvError) as error:
         raise SystemExit(f"{SCRIPT}: error: {error}") from None
     device = run.seed_everything(args, env)  # TRY NOT TO MODIFY: seeding
@@ -537,6 +650,8 @@ def main(args: Args, checkpoint: dict | None = None):
     # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
     state_dim = global_state_dim(env) if args.critic_input == "state" else 0
     agents = build_agents(obs_dims, act_dims, state_dim, args).to(device)
+    for agent, sign in zip(agents, signs):
+        agent.opponent_signs = sign if sign is None else sign.to(device)
     params = [p for p in agents.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device, state_dim)

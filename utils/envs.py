@@ -98,6 +98,31 @@ class DifferentialGame(OneShotGame):
         return dict.fromkeys(self.agents, float(differential_reward(a1, a2, self.formula, others)))
 
 
+SADDLE = dict(a=0.5, b=-0.4, k=1.0)  # --scenario saddle: the pure saddle point (a*, b*) and the coupling k
+
+
+def saddle_reward(a, b):
+    """Agent 0's reward f(a, b) = -(a - a*)² + (b - b*)² + k(a - a*)(b - b*) at unit actions a (agent 0's), b (agent
+    1's) in [-1, 1]; agent 1 gets -f. f is concave in a and convex in b: (a*, b*) = (0.5, -0.4) is the pure saddle
+    point, where each action is the best response to the other (a = a* + k(b - b*)/2, b = b* - k(a - a*)/2)."""
+    delta_a, delta_b = a - SADDLE["a"], b - SADDLE["b"]
+    return -(delta_a**2) + delta_b**2 + SADDLE["k"] * delta_a * delta_b
+
+
+class SaddleGame(OneShotGame):
+    """`--env differential --scenario saddle`: a one-shot two-player zero-sum game with 1-D actions in [-1, 1] (no
+    scaling), rewards f and -f (saddle_reward)."""
+
+    metadata = {"name": "saddle_game_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self):
+        super().__init__({f"agent_{i}": spaces.Box(-1.0, 1.0, (1,), np.float32) for i in range(2)})
+
+    def payoffs(self, actions):
+        a, b = (float(np.clip(np.asarray(actions[agent]).reshape(-1)[0], -1, 1)) for agent in self.possible_agents)
+        return dict(zip(self.possible_agents, (saddle_reward(a, b), -saddle_reward(a, b))))
+
+
 # --------------------------------------------------------------------------------------------
 # Two-player matrix games (Wen et al. 2019, Sec. 5.1; spec §2.1)
 # --------------------------------------------------------------------------------------------
@@ -225,8 +250,8 @@ def make_env(env: str, scenario=None, kind: ActionKind = "continuous", max_cycle
 
     scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for
     ``differential`` the formula (``paper``, default, or ``code``), optionally ``_leader`` and ``_n<agents>``
-    (e.g. ``paper_leader_n3``, see ``differential_reward``); for ``matrix`` a preset
-    name from ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``).
+    (e.g. ``paper_leader_n3``, see ``differential_reward``), or ``saddle`` (the zero-sum ``SaddleGame``); for
+    ``matrix`` a preset name from ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``).
     """
     if env == "differential":
         if kind != "continuous":
@@ -234,12 +259,12 @@ def make_env(env: str, scenario=None, kind: ActionKind = "continuous", max_cycle
         formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_n3': three agents
         base = formula.split("_")[0]  # e.g. 'paper_leader_n3': agent 0 holds the local optimum alone
         roles_ok = base in DIFFERENTIAL_FORMULAS and formula[len(base) :] in DIFFERENTIAL_ROLES
-        if not roles_ok or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2:
+        if scenario != "saddle" and (not roles_ok or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2):
             raise EnvError(
                 f"unknown differential --scenario {scenario!r}: use 'paper' (default) or 'code', "
-                "optionally with '_leader' and a number of agents, e.g. 'paper_n3' or 'paper_leader_n3'"
+                "optionally with '_leader' and a number of agents, e.g. 'paper_n3' or 'paper_leader_n3'; or 'saddle'"
             )
-        game = DifferentialGame(formula, int(n_agents or 2))
+        game = SaddleGame() if scenario == "saddle" else DifferentialGame(formula, int(n_agents or 2))
     elif env == "matrix":
         if kind != "discrete":
             raise EnvError(f"--env matrix has discrete actions; {script} needs continuous ones")
