@@ -372,9 +372,10 @@ def saddle_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args
     return -soft_value(-soft_value(q, alpha), alpha)
 
 
-def rho_value(agent: PR2Agent, next_state, next_action, args: Args):
+def rho_value(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
     """Level-1 V = E_ρ[Q̄] = mean_k Q̄(s', a'^i, b_k) over M samples b_k ~ ρ(·|s', a'^i), agent i's own model
-    (side-aware with --opponent-model sides): unbiased, error sd(Q̄)/√M."""
+    (side-aware with --opponent-model sides; α unused): unbiased, sd(Q̄)/√M; with the exact ρ 0.00 (0.011, 0.06,
+    0.065)."""
     opponents = agent.sample_opponents(next_state, next_action, args.value_particles)
     return agent.target_joint_critic(next_state[:, None], next_action[:, None], opponents).squeeze(-1).mean(-1)
 
@@ -398,15 +399,12 @@ def critic_losses(agents, i: int, batch: dict, alpha: float, args: Args):
         next_value = torch.zeros_like(dones)
         if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
             next_action = target_action(agent, next_obs)
+            uniform = dict(mc=uniform_value_mc, importance=uniform_value_importance)[args.uniform_estimator]
+            uniform = saddle_value_mc if agent.opponent_signs is not None else uniform
             if args.critic_target == "policies":
                 next_value = policies_value(agents, i, batch, next_state, next_action)
-            elif args.critic_target == "rho":
-                next_value = rho_value(agent, next_state, next_action, args)
             else:
-                sides = saddle_value_mc if agent.opponent_signs is not None else None
-                estimator = (
-                    sides or dict(mc=uniform_value_mc, importance=uniform_value_importance)[args.uniform_estimator]
-                )
+                estimator = rho_value if args.critic_target == "rho" else uniform
                 next_value = estimator(agent, next_state, next_action, alpha, args)
         y = args.reward_scale * batch["rewards"][:, i] + args.gamma * (1 - dones) * next_value
     q = agent.joint_critic(state, own, opponents).squeeze(-1)
@@ -564,14 +562,10 @@ def opponent_signs(names: list[str], act_dims: list[int], args: Args) -> list[to
     if teams and sorted(sum(teams, [])) != sorted(names):
         raise ValueError(f"--teams {' '.join(args.teams)} must list each agent exactly once: {', '.join(names)}")
     adversaries = [name for name in names if name.startswith("adversary_")] if args.env == "particle" else []
-    team_of = {name: k for k, team in enumerate(teams or [adversaries]) for name in team}  # the rest: team -1
-    signs = []
-    for i, name in enumerate(names):
-        others = [j for j in range(len(names)) if j != i]
-        sign = torch.tensor([1.0 if team_of.get(names[j], -1) == team_of.get(name, -1) else -1.0 for j in others
-                             for _ in range(act_dims[j])])  # fmt: skip
-        signs.append(sign if args.opponent_model == "sides" and (sign < 0).any() else None)
-    return signs
+    team = [next((k for k, members in enumerate(teams or [adversaries]) if name in members), -1) for name in names]
+    signs = [torch.tensor([float(team[j] == team[i]) * 2 - 1 for j in range(len(names)) if j != i
+                           for _ in range(act_dims[j])]) for i in range(len(names))]  # fmt: skip
+    return [sign if args.opponent_model == "sides" and (sign < 0).any() else None for sign in signs]
 
 
 @torch.no_grad()

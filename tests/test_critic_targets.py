@@ -92,7 +92,7 @@ def estimates(estimator: str, alpha: float) -> tuple[torch.Tensor, float]:
     states, owns = torch.zeros(N_ESTIMATES, 1), torch.zeros(N_ESTIMATES, 1)
     if estimator == "rho_value":  # E_ρ[w·b] with ρ's truncated exponentials: Σ_j w_j·(coth c_j - 1/c_j), c = w/α
         rate = 1 / (d * alpha)
-        return function(agent, states, owns, args), d * (1 / d) * (1 / math.tanh(rate) - 1 / rate)
+        return function(agent, states, owns, alpha, args), d * (1 / d) * (1 / math.tanh(rate) - 1 / rate)
     return function(agent, states, owns, alpha, args), soft_value_of_linear(weights.tolist(), alpha)
 
 

@@ -18,6 +18,7 @@ OWN_ENVS = [
     ("differential", "paper_leader", "continuous"),
     ("differential", "paper_leader_n3", "continuous"),
     ("differential", "code_leader_n3", "continuous"),
+    ("differential", "saddle", "continuous"),
     ("matrix", "pr2", "discrete"),
     ("matrix", "rock_paper_scissors", "discrete"),
     ("matrix", "0,3,1;1,2,0/3,2,1;0,1,2", "discrete"),
@@ -101,6 +102,22 @@ def test_differential_env_scales_unit_actions_by_ten():
     _, rewards, terminations, _, _ = env.step({"agent_0": np.array([0.5]), "agent_1": np.array([0.5])})
     assert rewards == {"agent_0": pytest.approx(10.0), "agent_1": pytest.approx(10.0)}
     assert all(terminations.values()) and env.agents == []
+
+
+def test_saddle_game_is_zero_sum_with_a_pure_saddle_point_at_a_star_b_star():
+    """Agent 0 gets f, agent 1 gets -f, unit actions; f(a, -0.4) <= f(0.5, -0.4) <= f(0.5, b) for every a, b: each
+    action is the best response to the other."""
+    env = make_env("differential", "saddle")
+    grid = np.linspace(-1, 1, 201)
+
+    def payoffs(a, b):
+        env.reset(seed=0)
+        return env.step({"agent_0": np.array([a]), "agent_1": np.array([b])})[1]
+
+    at_saddle = payoffs(0.5, -0.4)
+    assert at_saddle == {"agent_0": 0.0, "agent_1": 0.0} and sum(payoffs(0.9, 0.3).values()) == 0.0
+    assert payoffs(0.9, 0.3)["agent_0"] == pytest.approx(-(0.4**2) + 0.7**2 + 0.4 * 0.7)
+    assert max(payoffs(a, -0.4)["agent_0"] for a in grid) <= 0.0 <= min(payoffs(0.5, b)["agent_0"] for b in grid)
 
 
 def test_matrix_env_pays_rows_to_agent_0_and_columns_to_agent_1():
