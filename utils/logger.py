@@ -31,7 +31,14 @@ def make_writer(run_name: str, args, runs_dir="runs", purge_step: int | None = N
             raise SystemExit("error: --track needs Weights & Biases: pip install wandb") from None
         project, entity = config.get("wandb_project_name"), config.get("wandb_entity")
         wandb.init(project=project, entity=entity, sync_tensorboard=True, config=config, name=run_name, save_code=True)
-    writer = SummaryWriter(os.path.join(runs_dir, run_name), purge_step=purge_step)
+    log_dir = os.path.join(runs_dir, run_name)
+    # Event files are read in name order, which is opening time only to the second: the pid and writer count that
+    # follow sort as text (…9 after …10). A resumed writer therefore opens in a later second than the files before it.
+    resumed = purge_step is not None and os.path.isdir(log_dir)
+    opened = [int(name.split(".")[3]) for name in os.listdir(log_dir) if name.startswith("events.")] if resumed else []
+    while opened and int(time.time()) <= max(opened):
+        time.sleep(0.05)
+    writer = SummaryWriter(log_dir, purge_step=purge_step)
     table = "\n".join(f"|{key}|{value}|" for key, value in config.items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
     return writer
