@@ -1,5 +1,5 @@
 # DDPG-OM: DDPG whose critic is fed a supervised opponent model's prediction of the others' actions, a PR2 baseline.
-# Continuous actions; the networks, buffer, exploration and logging of pr2_continuous.py. Differences: docs/baselines.md.
+# Continuous actions; the networks, buffer, exploration and logging of pr2_continuous.py; differences: docs/baselines.md
 # This file is the algorithm (agents, losses, update); the flags, buffer and training loop it shares with MADDPG and
 # DDPG are in baselines/common.py, the run plumbing in utils/.
 import copy

@@ -1,5 +1,5 @@
 # MADDPG: multi-agent DDPG with centralised critics (Lowe et al., NeurIPS 2017, arXiv 1706.02275), a PR2 baseline.
-# Continuous actions; the networks, buffer, exploration and logging of pr2_continuous.py. Differences: docs/baselines.md.
+# Continuous actions; the networks, buffer, exploration and logging of pr2_continuous.py; differences: docs/baselines.md
 # This file is the algorithm (agents, losses, update); the flags, buffer and training loop it shares with DDPG and
 # DDPG-OM are in baselines/common.py, the run plumbing in utils/.
 import copy
