@@ -34,14 +34,31 @@ ALGORITHMS = [
     # ablations of pr2_soft, one change each: what the state does, what ρ does
     Algorithm("pr2_soft_own", PR2, (*SOFT, "--critic-input", "own"), "own observation + all actions"),
     Algorithm("pr2_soft_uniform", PR2, (*SOFT, *STATE, "--soft-marginal", "uniform"), STATE_SEES),
+    Algorithm("masql", "baselines/masql.py", (*NO_BUFFER, *STATE), "state s (all agents' observations) + all actions"),
 ]
+GRID = tuple(algorithm.label for algorithm in ALGORITHMS)  # the like-for-like grid's algorithms
+# docs/results.md's tuning plan for the soft policy's critic target and opponent model: pr2_soft with these flags
+CANDIDATES = {
+    "c0_today": ("uniform", "mc", "helpers"),
+    "c1_uniform_is": ("uniform", "importance", "helpers"),
+    "c2_rho": ("rho", "mc", "helpers"),
+    "c3_policies": ("policies", "mc", "helpers"),
+    "c4_sides_uniform": ("uniform", "mc", "sides"),
+    "c5_sides_rho": ("rho", "mc", "sides"),
+    "c6_sides_policies": ("policies", "mc", "sides"),
+}
+for label, (target, estimator, model) in CANDIDATES.items():
+    flags = ("--critic-target", target, "--uniform-estimator", estimator, "--opponent-model", model)
+    ALGORITHMS.append(Algorithm(label, PR2, (*SOFT, *STATE, *flags), STATE_SEES))
 LABELS = tuple(algorithm.label for algorithm in ALGORITHMS)
 TASKS = ("simple_spread", "simple_adversary", "simple_push", "simple_tag")  # particle (mpe2) scenarios
 ADVERSARIAL = ("simple_adversary", "simple_push", "simple_tag")  # agents named adversary_* form one side
 VARIANTS = ("pr2_soft", "pr2_ac")
 ABLATIONS = {"pr2_soft_own": "the state", "pr2_soft_uniform": "ρ"}  # ablation of pr2_soft -> what it takes away
 BASELINE = "maddpg"
-PAIRS = tuple((label, BASELINE) for label in (*VARIANTS, *ABLATIONS))  # (PR2 label, baseline): cross-play and speed
+PAIRS = tuple(
+    (label, BASELINE) for label in (*VARIANTS, *ABLATIONS, "masql", *CANDIDATES)
+)  # (PR2 label, baseline): cross-play and speed
 SCHEDULE = ("total_timesteps", "learning_starts", "train_frequency", "batch_size")  # "same update schedule"
 LAST_EVALUATIONS = 3  # the headline averages this many of a run's last evaluations
 
@@ -58,17 +75,21 @@ class Budget:
 # The same evaluation for every algorithm: 10 noise-free episodes every 5,000 steps and after training
 EVALUATION = ("--eval-every", "5000", "--eval-episodes", "10")
 FEWER = {label: range(3) for label in ABLATIONS}
+ONLY_ON = dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1]) | {"masql": TASKS[:3]}
+TUNING_ON = dict.fromkeys(CANDIDATES, TASKS[:3]) | {BASELINE: TASKS[1:3]}
 SHORT = ("--total-timesteps", "30000", "--learning-starts", "5000", "--train-frequency", "16")
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "10")
 BUDGETS = {
     # The four particle tasks at the scripts' full schedule (100k steps): 5 seeds of PR2 soft, PR2-AC and MADDPG
-    # everywhere, of DDPG and DDPG-OM on simple_spread, 3 seeds of the two ablations. 94 runs, about 24 CPU-hours.
-    "like_for_like": Budget(LABELS, range(5), EVALUATION, FEWER, dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1])),
-    "full": Budget(LABELS, range(5), EVALUATION, FEWER),  # every algorithm on every task
+    # everywhere, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag, 3 seeds of the two ablations.
+    "like_for_like": Budget(GRID, range(5), EVALUATION, FEWER, ONLY_ON),
+    "full": Budget(GRID, range(5), EVALUATION, FEWER),  # every algorithm on every task
+    # The tuning plan's screen: every candidate on seed 100, MADDPG where cross-play needs it
+    "critic_tuning": Budget((*CANDIDATES, BASELINE), range(100, 101), EVALUATION, only_on=TUNING_ON),
     "reduced": Budget((*VARIANTS, BASELINE), range(3), (*SHORT, *EVALUATION)),  # about half an hour on 2 cores
     # Every code path (all tasks and algorithms, cross-play, plots) in a few minutes; the numbers mean nothing. Six
     # evaluations: more than the headline averages.
-    "smoke": Budget(LABELS, range(2), (*TINY, "--eval-every", "25", "--eval-episodes", "2")),
+    "smoke": Budget(GRID, range(2), (*TINY, "--eval-every", "25", "--eval-episodes", "2")),
 }
 
 

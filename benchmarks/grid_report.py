@@ -106,7 +106,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
     command = " ".join(["python benchmarks/run_grid.py", *(flag for flag in argv if flag != "--report-only")])
     where = f"dispatched to Ray at `{args.ray_address}`" if args.ray_address else f"{args.workers} at a time"
     lines = [
-        f"# PR2 against MADDPG, DDPG and DDPG-OM ({args.budget} budget)", "",
+        f"# PR2 against MADDPG, DDPG, DDPG-OM and MASQL ({args.budget} budget)", "",
         f"Command: `{command}`  ",
         f"Extra flags (else each script's defaults): `{' '.join(budget.flags)}` on every run  ",
         f"Seeds asked for: {planned_seeds(planned, tasks)}; {len(finished)} of {sum(map(len, planned.values()))} "
@@ -152,6 +152,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
         draw_curves(by_label(results, task), task, out / f"{name}_{task}.png")
         lines += ["", f"![{task}]({name}_{task}.png)"]
     lines += ablation_section(results) + cross_play_section(crossed, not_crossed, args) + speed_section(results)
+    lines += tuning_section(results, crossed)
     commands = {re.sub(r"--seed \d+", "--seed <seed>", r["command"]) for r in finished}
     lines += ["", "## Commands", ""] + sorted(f"- `{command}`" for command in commands)
     if failed:
@@ -227,7 +228,7 @@ def cross_play_section(crossed: dict, not_crossed: list, args) -> list[str]:
         missing = "a run's checkpoint is not in --work-dir, the next invocation without --report-only trains it again"
         lines += ["", f"Not computed ({len(not_crossed)}; {missing}): {', '.join(not_crossed)}."]
     wins = []
-    for task, pr2, baseline, side, mine, reference in verdicts(crossed):
+    for task, pr2, baseline, side, _, mine, reference in verdicts(crossed):
         gain = [a - b for a, b in zip(mine, reference)]
         better = pr2 if np.mean(gain) > 0 else baseline if np.mean(gain) < 0 else "tie"
         cells = f"{pr2}: {fmt(mine)}", f"{baseline}: {fmt(reference)}", fmt(gain), difference(mine, reference)
@@ -242,7 +243,7 @@ def cross_play_section(crossed: dict, not_crossed: list, args) -> list[str]:
 
 
 def verdicts(crossed: dict) -> list[tuple]:
-    """(task, pr2, baseline, side, the PR2 side's and the baseline side's returns against the baseline, by seed)."""
+    """(task, pr2, baseline, side, seeds, the PR2 side's and the baseline side's returns against the baseline)."""
     found = []
     for task in grid.ADVERSARIAL:
         for pr2, baseline in grid.PAIRS:
@@ -252,7 +253,9 @@ def verdicts(crossed: dict) -> list[tuple]:
                 if mine in crossed and reference in crossed:
                     by_seed = [{r["seed"]: r[side] for r in crossed[key]} for key in (mine, reference)]
                     if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
-                        found.append((task, pr2, baseline, side, *([s[seed] for seed in seeds] for s in by_seed)))
+                        found.append(
+                            (task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed))
+                        )
     return found
 
 
@@ -274,3 +277,40 @@ def speed_section(results: dict) -> list[str]:
     )
     columns = ("task", "ratio of", "PR2 training SPS", "baseline training SPS", "ratio", "same schedule")
     return section("Speed: training SPS side by side", prose, columns, lines)
+
+
+def tuning_section(results: dict, crossed: dict) -> list[str]:
+    """docs/results.md's tuning rule over the critic-target candidates. Measures per task and seed: simple_spread's
+    final evaluation return; on simple_adversary and simple_push the cross-play gain against the baseline (as in "Who
+    wins in cross-play") averaged over the two sides. The score sums the per-task means over the stage's seeds, each
+    standardised across the stage's candidates (scipy.stats.zscore). Screen: seed 100, every candidate. Confirm: seeds
+    100-102, the candidates that have them, with Welch's interval of each task's difference between the first two."""
+    measures = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in results.get((grid.TASKS[0], label), {}).items()}}
+                for label in grid.CANDIDATES}  # fmt: skip
+    for task, label, _, _, seeds, mine, reference in verdicts(crossed):
+        if label in measures:
+            gains = measures[label].setdefault(task, {})
+            for seed, gain in zip(seeds, np.subtract(mine, reference)):
+                gains[seed] = gains.get(seed, 0.0) + gain / len(SIDES)  # the mean over the two sides
+    lines, tasks = [], grid.TASKS[:3]
+    for stage, seeds in (("screen", [100]), ("confirm", [100, 101, 102])):
+        ranked = [label for label, m in measures.items() if all(set(seeds) <= set(m.get(task, ())) for task in tasks)]
+        per_seed = {label: [[measures[label][task][s] for s in seeds] for task in tasks] for label in ranked}
+        table = np.array([np.mean(per_seed[label], axis=1) for label in ranked]).reshape(len(ranked), len(tasks))
+        scores = stats.zscore(table, axis=0).sum(1) if len(ranked) > 1 else []
+        order = sorted(zip(scores, ranked, table), key=lambda item: -item[0])
+        for score, label, values in order:
+            sps = np.mean([results[(task, label)][s]["train_sps"] for task in tasks for s in seeds])
+            lines.append(
+                row(stage, label, seeds, *(f"{value:+.2f}" for value in values), f"{score:+.2f}", f"{sps:.0f}")
+            )
+        if stage == "confirm" and len(order) > 1:
+            first, second = (per_seed[label] for _, label, _ in order[:2])
+            gaps = (difference(a, b) for a, b in zip(first, second))
+            lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *gaps, "", ""))
+    prose = (
+        "The rule written before the runs (docs/results.md, which defines the measures): each task's measure "
+        "standardised across the stage's candidates; the score, their sum, sorts the table and the highest wins."
+    )
+    columns = ("stage", "candidate", "seeds", *tasks, "score", "training SPS")
+    return section("Tuning the critic target and the opponent model", prose, columns, lines)

@@ -32,7 +32,7 @@ from utils.logger import read_scalars  # noqa: E402
 
 @dataclass
 class Args:
-    budget: Literal["like_for_like", "full", "reduced", "smoke"] = "like_for_like"
+    budget: Literal["like_for_like", "full", "critic_tuning", "reduced", "smoke"] = "like_for_like"
     """which preset of BUDGETS in benchmarks/grid.py (tasks, algorithms, seeds, extra flags) to run"""
     algorithms: list[str] | None = None
     """only these algorithm labels (default: the budget's)"""

@@ -102,14 +102,55 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
     args.keep_dir = str(kept)
     run_grid.main(args, [])
     regenerated, committed = (tmp_path / "out/grid_like_for_like.md").read_text(), COMMITTED.read_text()
-    assert "94 of 94 runs finished" in regenerated and "Not computed" not in regenerated
-    assert len(table_numbers(committed)) == 5 + 22 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
+    assert "94 of 109 runs finished" in regenerated and "Not computed" not in regenerated  # MASQL's 15 to come
+    assert len(table_numbers(committed)) == 5 + 25 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
     assert table_numbers(regenerated) == table_numbers(committed)
     assert [path.name for path in sorted((tmp_path / "out").glob("*.png"))] == [
         f"grid_like_for_like_{task}.png" for task in sorted(grid.TASKS)
     ]
     assert not (tmp_path / "work").exists()  # nothing trained, no checkpoint needed
     assert files(kept) == files(ROOT / "benchmarks/results/grid_like_for_like_runs")
+
+
+def test_the_critic_tuning_budget_and_its_score():
+    jobs = grid.make_jobs(run_grid.Args(budget="critic_tuning", name="t"), grid.BUDGETS["critic_tuning"])
+    assert {job.seed for job in jobs} == {100}  # a tuning seed: no other table has it
+    expected = {(task, label) for task in grid.TASKS[:3] for label in grid.CANDIDATES}
+    assert {(job.task, job.algorithm.label) for job in jobs} == expected | {(t, "maddpg") for t in grid.TASKS[1:3]}
+    soft = next(a for a in grid.ALGORITHMS if a.label == "pr2_soft").flags
+    for label, (target, estimator, model) in grid.CANDIDATES.items():
+        flags = next(a for a in grid.ALGORITHMS if a.label == label).flags
+        assert flags == (*soft, "--critic-target", target, "--uniform-estimator", estimator, "--opponent-model", model)
+
+    # the rule on made-up measures: three candidates screened on seed 100, two of them confirmed on 100-102
+    labels, base = list(grid.CANDIDATES)[:3], grid.BASELINE
+    spread = {labels[0]: [-14.0, -13.0, -13.5], labels[1]: [-13.0, -14.5, -14.0], labels[2]: [-15.0]}
+    gain = {labels[0]: [0.4, 0.2, 0.3], labels[1]: [1.0, -0.2, 0.0], labels[2]: [-0.5]}  # on both sides, both tasks
+    results, crossed = {}, {}
+    for label in labels:
+        for task in grid.TASKS[:3]:
+            results[(task, label)] = {100 + k: dict(final_eval=v, train_sps=50.0) for k, v in enumerate(spread[label])}
+        for task in grid.TASKS[1:3]:
+            seeds = range(100, 100 + len(gain[label]))
+            crossed[(task, base, base)] = [dict(seed=seed, good=1.0, adversary=-2.0) for seed in range(100, 103)]
+            crossed[(task, label, base)] = [
+                dict(seed=s, good=1.0 + g, adversary=0.0) for s, g in zip(seeds, gain[label])
+            ]
+            crossed[(task, base, label)] = [
+                dict(seed=s, good=0.0, adversary=-2 + g) for s, g in zip(seeds, gain[label])
+            ]
+    rows = [line.split(" | ") for line in grid_report.tuning_section(results, crossed) if line.startswith("| screen")]
+    screen = np.array([[spread[label][0], gain[label][0], gain[label][0]] for label in labels])
+    scores = ((screen - screen.mean(0)) / screen.std(0)).sum(1)
+    assert [row[1] for row in rows] == [labels[k] for k in np.argsort(-scores)]
+    assert [float(row[6]) for row in rows] == pytest.approx(sorted(scores, reverse=True), abs=0.006)
+    assert [row[3:6] for row in rows] == [[f"{v:+.2f}" for v in screen[k]] for k in np.argsort(-scores)]
+    confirm = [line.split(" | ") for line in grid_report.tuning_section(results, crossed) if "| confirm" in line]
+    means = np.array([[np.mean(spread[label]), *[np.mean(gain[label])] * 2] for label in labels[:2]])
+    order = np.argsort(-((means - means.mean(0)) / means.std(0)).sum(1))
+    assert [row[1] for row in confirm[:2]] == [labels[k] for k in order] and len(confirm) == 3
+    first, second = (spread[labels[k]] for k in order)
+    assert confirm[2][3] == grid_report.difference(first, second)  # Welch's interval over the three seeds
 
 
 def files(root: Path) -> dict:
@@ -127,7 +168,8 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
     expected = {(task, label): five for task in grid.TASKS for label in ("pr2_soft", "pr2_ac", "maddpg")}
     expected |= {("simple_spread", "ddpg"): five, ("simple_spread", "ddpg_om"): five}
     expected |= {(task, label): three for task in grid.TASKS for label in ("pr2_soft_own", "pr2_soft_uniform")}
-    assert seeds == expected and len(jobs) == 94
+    expected |= {(task, "masql"): five for task in grid.TASKS[:3]}
+    assert seeds == expected and len(jobs) == 109
     # seed by seed over every task, the baseline first within each task and seed
     groups = {}
     for job in jobs:
@@ -147,12 +189,14 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
             assert flag("--policy") == ("deterministic" if label == "pr2_ac" else "soft"), words
             assert flag("--critic-input") == ("own" if label == "pr2_soft_own" else "state"), words
             assert flag("--soft-marginal") == ("uniform" if label == "pr2_soft_uniform" else None), words
+        if job.algorithm.label == "masql":  # the same critic information as PR2's
+            assert flag("--critic-input") == "state" and job.task != "simple_tag", words
 
     # with no finished run, the report lists every row it waits for
     where = dict(work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"), keep_dir=str(tmp_path / "kept"))
     run_grid.main(run_grid.Args(report_only=True, **where), [])
     report = (tmp_path / "out" / "grid_like_for_like.md").read_text()
-    assert "0 of 94 runs finished" in report and "Evaluation: no run has finished yet" in report
+    assert "0 of 109 runs finished" in report and "Evaluation: no run has finished yet" in report
     tag = table_rows(report, "simple_tag")
     critics = [SEES_STATE, SEES_STATE, "all observations + all actions", "own observation + all actions", SEES_STATE]
     assert list(tag) == ["pr2_soft", "pr2_ac", "maddpg", "pr2_soft_own", "pr2_soft_uniform"]
