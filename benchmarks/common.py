@@ -19,6 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+import pr2_continuous  # noqa: E402
+from baselines import maddpg  # noqa: E402
 from utils.envs import ACTION_SCALE, differential_reward  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
@@ -111,8 +113,6 @@ def versions() -> str:
 # ---------------------------------------------------------------- the differential game
 def soft_schedule() -> tuple[float, float]:
     """(first α, final α) of pr2_continuous.py's soft policy at its defaults on the differential game."""
-    import pr2_continuous
-
     args = pr2_continuous.resolve_args(pr2_continuous.Args(env="differential", policy="soft"))
     return args.alpha_start, args.alpha
 
@@ -148,8 +148,9 @@ def differential_run(folder: Path, label: str, script: str, flags: list[str], sc
     return result
 
 
-def panels(count: int, size: tuple[float, float], max_cols: int = 4):
-    """(pyplot, figure, axes [rows, cols]) of `count` panels of `size` inches, at most `max_cols` a row, off-screen."""
+def panels(count: int, size: tuple[float, float], max_cols: int = 4, **subplots):
+    """(pyplot, figure, axes [rows, cols]) of `count` panels of `size` inches, at most `max_cols` a row, off-screen;
+    `subplots`: further arguments of plt.subplots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,7 +158,7 @@ def panels(count: int, size: tuple[float, float], max_cols: int = 4):
 
     n_cols = min(count, max_cols)
     n_rows = -(-count // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False, **subplots)
     for ax in axes.flat[count:]:
         ax.axis("off")
     return plt, fig, axes
@@ -235,8 +236,6 @@ def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None
     mean prediction of the others' actions (env units, agent order) at own action [+5, -5]. gap: {'rho@<α>': ...,
     'uniform@<α>': ...}, Q^i(s, +5) - Q^i(s, -5) for the soft values α·log E_b exp(Q^i(s, a, b)/α) of
     pr2_continuous.soft_marginal, b from ρ(·|s, a) or uniform, at each α (default: soft_schedule())."""
-    import pr2_continuous
-
     state = torch.zeros(2, agent.joint_critic.input_layers[0].in_features)
     own = torch.tensor([GLOBAL, LOCAL]).reshape(2, 1, 1) / ACTION_SCALE  # [2 actions, 1 candidate, 1]
     with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -259,14 +258,10 @@ def diagnose(checkpoint_path: Path, script: str) -> dict:
     saved, act_dims = checkpoint.get("args", {}), checkpoint.get("act_dims", [])
     obs_dims = checkpoint.get("obs_dims", [1] * len(act_dims))
     if Path(script).name == "pr2_continuous.py" and "policy" in saved and "agents" in checkpoint:
-        import pr2_continuous
-
         known = {field.name for field in dataclasses.fields(pr2_continuous.Args)}  # flags a newer script dropped
         flags = pr2_continuous.Args(**{key: value for key, value in saved.items() if key in known})
         agents = pr2_continuous.build_agents(obs_dims, act_dims, checkpoint.get("state_dim", 0), flags)
     elif Path(script).name == "maddpg.py" and "agents" in checkpoint:
-        from baselines import maddpg
-
         agents = maddpg.build_agents(obs_dims, act_dims, saved["hidden_size"])
     else:
         return dict(critics=[], opponent_models=[])

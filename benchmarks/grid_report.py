@@ -2,6 +2,7 @@
 ablations, cross-play, speed) with Student-t and Welch intervals over seeds (scipy.stats), and the curves."""
 
 import collections
+import itertools
 import math
 import re
 import warnings
@@ -11,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks import grid
-from benchmarks.common import versions
+from benchmarks.common import panels, versions
 
 CONFIDENCE = 0.95
 SIDES = ("good", "adversary")
@@ -70,12 +71,7 @@ def band(ax, curves: list, label: str, smoothing: float):
 def draw_curves(rows: dict, task: str, path: Path, smoothing: float = 0.05):
     """One task's curves, {label: [result, ...]}, mean ± 95% CI over seeds: the evaluations as logged, and beside them
     the training episodes smoothed over `smoothing` of their points (each averages the few episodes since the last)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (main, training) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw=dict(width_ratios=(3, 2)))
+    plt, fig, ((main, training),) = panels(2, (6, 4.2), gridspec_kw=dict(width_ratios=(3, 2)))
     for label, results in rows.items():
         band(main, [r["eval_curve"] for r in results], label, 0.0)
         band(training, [r["curve"] for r in results], label, smoothing)
@@ -189,12 +185,11 @@ def evaluation_protocol(finished: list) -> str:
 
 def ablation_section(results: dict) -> list[str]:
     lines = []
-    for task in grid.TASKS:
-        for label, removed in grid.ABLATIONS.items():
-            full, ablated = results.get((task, "pr2_soft"), {}), results.get((task, label), {})
-            if seeds := sorted(set(full) & set(ablated)):
-                a, b = ([runs[seed]["final_eval"] for seed in seeds] for runs in (full, ablated))
-                lines.append(f"| {task} | {removed} | {label} | {seeds} | {fmt(a)} | {fmt(b)} | {difference(a, b)} |")
+    for task, (label, removed) in itertools.product(grid.TASKS, grid.ABLATIONS.items()):
+        full, ablated = results.get((task, "pr2_soft"), {}), results.get((task, label), {})
+        if seeds := sorted(set(full) & set(ablated)):
+            a, b = ([runs[seed]["final_eval"] for seed in seeds] for runs in (full, ablated))
+            lines.append(f"| {task} | {removed} | {label} | {seeds} | {fmt(a)} | {fmt(b)} | {difference(a, b)} |")
     prose = (
         "Each ablation changes one thing: `pr2_soft_own` gives the critics and ρ the agent's own observation instead "
         "of the state (`--critic-input own`); `pr2_soft_uniform` draws the opponent actions of the soft marginal "
@@ -245,31 +240,24 @@ def cross_play_section(crossed: dict, not_crossed: list, args) -> list[str]:
 def verdicts(crossed: dict) -> list[tuple]:
     """(task, pr2, baseline, side, seeds, the PR2 side's and the baseline side's returns against the baseline)."""
     found = []
-    for task in grid.ADVERSARIAL:
-        for pr2, baseline in grid.PAIRS:
-            for side in SIDES:
-                mine = (task, pr2, baseline) if side == "good" else (task, baseline, pr2)
-                reference = (task, baseline, baseline)
-                if mine in crossed and reference in crossed:
-                    by_seed = [{r["seed"]: r[side] for r in crossed[key]} for key in (mine, reference)]
-                    if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
-                        found.append(
-                            (task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed))
-                        )
+    for task, (pr2, baseline), side in itertools.product(grid.ADVERSARIAL, grid.PAIRS, SIDES):
+        mine = (task, pr2, baseline) if side == "good" else (task, baseline, pr2)
+        reference = (task, baseline, baseline)
+        if mine in crossed and reference in crossed:
+            by_seed = [{r["seed"]: r[side] for r in crossed[key]} for key in (mine, reference)]
+            if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
+                found.append((task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed)))
     return found
 
 
 def speed_section(results: dict) -> list[str]:
     lines = []
-    for pr2, baseline in grid.PAIRS:
-        for task in grid.TASKS:
-            if (task, pr2) in results and (task, baseline) in results:
-                runs = [*results[(task, pr2)].values(), *results[(task, baseline)].values()]
-                a, b = ([r["train_sps"] for r in results[(task, label)].values()] for label in (pr2, baseline))
-                same = "yes" if all(r["schedule"] == runs[0]["schedule"] for r in runs) else "NO"
-                lines.append(
-                    row(task, f"{pr2} / {baseline}", fmt(a, 0), fmt(b, 0), f"{np.mean(a) / np.mean(b):.2f}", same)
-                )
+    for (pr2, baseline), task in itertools.product(grid.PAIRS, grid.TASKS):
+        if (task, pr2) in results and (task, baseline) in results:
+            runs = [*results[(task, pr2)].values(), *results[(task, baseline)].values()]
+            a, b = ([r["train_sps"] for r in results[(task, label)].values()] for label in (pr2, baseline))
+            same = "yes" if all(r["schedule"] == runs[0]["schedule"] for r in runs) else "NO"
+            lines.append(row(task, f"{pr2} / {baseline}", fmt(a, 0), fmt(b, 0), f"{np.mean(a) / np.mean(b):.2f}", same))
     prose = (
         "Both algorithms' runs ran in this grid, interleaved seed by seed; ratio = mean training SPS of the PR2 "
         "variant / the baseline's. Same schedule: identical total steps, learning starts, train frequency and batch "
@@ -300,10 +288,9 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
         scores = stats.zscore(table, axis=0).sum(1) if len(ranked) > 1 else []
         order = sorted(zip(scores, ranked, table), key=lambda item: -item[0])
         for score, label, values in order:
+            measured = (f"{value:+.2f}" for value in values)
             sps = np.mean([results[(task, label)][s]["train_sps"] for task in tasks for s in seeds])
-            lines.append(
-                row(stage, label, seeds, *(f"{value:+.2f}" for value in values), f"{score:+.2f}", f"{sps:.0f}")
-            )
+            lines.append(row(stage, label, seeds, *measured, f"{score:+.2f}", f"{sps:.0f}"))
         if stage == "confirm" and len(order) > 1:
             first, second = (per_seed[label] for _, label, _ in order[:2])
             gaps = (difference(a, b) for a, b in zip(first, second))

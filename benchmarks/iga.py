@@ -16,8 +16,7 @@ def iga(r1, r2, start=(0.0, 0.9), lr: float = 0.01, iterations: int = 1000) -> n
     path = np.empty((iterations + 1, 2))
     path[0] = start
     for t in range(iterations):
-        grad_p, grad_q = payoff_gradients(r1, r2, *path[t])
-        path[t + 1] = np.clip(path[t] + lr * np.array([grad_p, grad_q]), 0.0, 1.0)
+        path[t + 1] = np.clip(path[t] + lr * np.array(payoff_gradients(r1, r2, *path[t])), 0.0, 1.0)
     return path
 
 

@@ -1,8 +1,7 @@
 """Same commands, same logs: a guard for refactors that must not change behaviour.
 
-Runs a short fixed-seed command of every script (both policies of pr2_continuous.py, PR2-Q and deep PR2 of
-pr2_discrete.py, the three baselines) and compares every logged scalar but `charts/SPS` bit for bit (as float hex) with
-benchmarks/results/log_fingerprint.json, on CPU, one thread per run; only on the software versions and the CPU recorded.
+Runs every command of COMMANDS (fixed seeds, CPU, one thread each) and compares every logged scalar but `charts/SPS`
+bit for bit (as float hex) with benchmarks/results/log_fingerprint.json, recorded on the same software versions and CPU.
 
     python benchmarks/log_fingerprint.py --record     # before a refactor: write the fingerprint
     python benchmarks/log_fingerprint.py              # after it: exit 1 and list every difference
@@ -18,9 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.common import cpu  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, cpu  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
 FINGERPRINT = ROOT / "benchmarks" / "results" / "log_fingerprint.json"
@@ -53,15 +51,14 @@ def fingerprint_of(name: str) -> dict:
             raise SystemExit(f"{name} failed:\n{result.stderr[-3000:]}")
         (run_dir,) = (path for path in (Path(cwd) / "runs").iterdir() if path.is_dir())
         scalars = read_scalars(str(run_dir))
-    return {
-        tag: [[s, float(v).hex()] for s, v in values] for tag, values in sorted(scalars.items()) if tag != "charts/SPS"
-    }
+    scalars.pop("charts/SPS", None)  # wall-clock speed: never the same twice
+    return {tag: [[s, float(v).hex()] for s, v in values] for tag, values in sorted(scalars.items())}
 
 
-def differences(expected: dict, actual: dict) -> list[str]:
-    """Each tag whose values differ, with its first [step, value] that differs (None: the tag or value is missing)."""
+def differences(expected: dict, actual: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Each tag not starting with `ignore` whose values differ, and its first differing [step, value] (None: absent)."""
     found = []
-    for tag in sorted(set(expected) | set(actual)):
+    for tag in sorted(tag for tag in set(expected) | set(actual) if not tag.startswith(ignore)):
         pairs = zip([*expected.get(tag, []), None], [*actual.get(tag, []), None])
         if first := next(((e, a) for e, a in pairs if e != a), None):
             found.append(f"{tag}: first difference {first[0]} (fingerprint) vs {first[1]} (now)")
@@ -93,8 +90,7 @@ def main():
             print(f"{name}: the command changed since the fingerprint; --record --only {name} anew")
             failed = True
             continue
-        kept = lambda scalars: {t: v for t, v in scalars.items() if not t.startswith(tuple(options.ignore))}  # noqa: E731
-        found = differences(kept(saved["runs"][name]), kept(actual))
+        found = differences(saved["runs"][name], actual, tuple(options.ignore))
         print(f"{name}: {'identical' if not found else 'DIFFERENT'} ({sum(map(len, actual.values()))} values)")
         print("".join(f"  {line}\n" for line in found), end="")
         failed = failed or bool(found)

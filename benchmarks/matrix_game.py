@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.common import panels, train_once  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, panels, train_once  # noqa: E402
 from benchmarks.iga import iga  # noqa: E402
 from utils.envs import MATRIX_GAMES  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402

@@ -153,13 +153,12 @@ def write_gaps(results: list[dict], path: Path):
         "| kept | ρ separates at the start |",
         "|---" * 9 + "|",
     ]  # fmt: skip
-    yes = {True: "yes", False: "no"}
     for r in results:
         kept = any(other["kept"] for other in results if other["scenario"] == r["scenario"])
         best = f"{r['rows'][0]['u_best']:+g} / {r['rows'][0]['rho_best']:+g} / {r['br_best']:+g}"
         shares = f"{r['uniform_local']:.0%} / {r['disagree']:.0%}"
         lines.append(row(f"`{r['scenario']}`", r["n_agents"], r["role"], best, r["cross_u"], r["cross_rho"], shares,
-                         yes[kept], yes[r["separates"]]))  # fmt: skip
+                         "yes" if kept else "no", "yes" if r["separates"] else "no"))  # fmt: skip
     for r in results:
         lines += ["", f"## `{r['scenario']}`, {r['role']} (agent {r['agent']}): {GAMES[r['scenario']]}", "",
                   f"Best response: best a {r['br_best']:+g}, gap {r['br_gap']:+.2f}.", "",

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.common import display_command, panels, train_once  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, display_command, panels, train_once  # noqa: E402
 from utils.envs import make_env  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 

@@ -223,11 +223,9 @@ def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple
             labels = (good, adversary)
             for seed in {seed for label in labels for seed in results.get((task, label), {})}:
                 runs = [results.get((task, label), {}).get(seed) for label in labels]
-                if not all(run or (task, label, seed) in coming for run, label in zip(runs, labels)):
-                    continue  # the pairing is not asked for (yet)
-                if None not in runs and cached_cross_play(results, args, task, good, adversary, seed)[1]:
-                    continue
-                again |= {(task, run["label"], seed) for run in runs if run and not checkpoint_of(args, run)}
+                pairing_asked = all(run or (task, label, seed) in coming for run, label in zip(runs, labels))
+                if pairing_asked and not cached_cross_play(results, args, task, good, adversary, seed)[1]:
+                    again |= {(task, run["label"], seed) for run in runs if run and not checkpoint_of(args, run)}
     return sorted(again)
 
 
@@ -235,8 +233,9 @@ def main(args: Args, argv: list[str]):  # argv: the command line's arguments, re
     check(args)
     args.name = args.name or f"grid_{args.budget}"
     start, jobs = time.time(), grid.make_jobs(args, grid.BUDGETS[args.budget])
-    results, todo, failed = {}, [], []
+    results, todo, failed, planned = {}, [], [], {}
     for job in jobs:
+        planned.setdefault((job.task, job.algorithm.label), []).append(job.seed)  # the report says what is missing
         command = common.display_command(list(job.command))
         if result := common.load_result(job.folder, command) or common.load_result(job.kept, command):
             if common.load_result(job.kept, command) != result:
@@ -251,9 +250,6 @@ def main(args: Args, argv: list[str]):  # argv: the command line's arguments, re
             del results[(task, label)][seed]
     unfinished = {(job.task, job.algorithm.label, job.seed) for job in todo}
     keep_checkpoints(results, unfinished, args)
-    planned = {}  # before --report-only drops the unfinished runs: the report says what is missing
-    for job in jobs:
-        planned.setdefault((job.task, job.algorithm.label), []).append(job.seed)
     print(f"{len(jobs)} runs: {len(jobs) - len(todo)} already done, {len(todo)} to run")
     if args.report_only:
         print(f"--report-only: {len(todo)} unfinished run(s) left out of the report")

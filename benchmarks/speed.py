@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pr2_continuous as pr2  # noqa: E402
 from benchmarks.common import versions  # noqa: E402
 from benchmarks.grid_report import row  # noqa: E402

@@ -247,7 +247,7 @@ def test_speed_ablation_and_cross_play_tables_pair_what_they_compare():
             dict(seed=1, good=-3.0, adversary=3.0),
         ],
     }
-    assert grid_report.verdicts(crossed) == [("simple_tag", "pr2_ac", "maddpg", "good", [-4.0], [-3.0])]
+    assert grid_report.verdicts(crossed) == [("simple_tag", "pr2_ac", "maddpg", "good", [1], [-4.0], [-3.0])]
     # three seeds: pr2_soft's good agents score 10 more than maddpg's against maddpg's adversaries
     reference = [dict(seed=seed, good=-5.0 + seed, adversary=5.0 - seed) for seed in range(3)]
     crossed = {("simple_push", "maddpg", "maddpg"): reference, ("simple_push", "maddpg", "pr2_soft"): reference}
