@@ -1,7 +1,6 @@
 """Environments for the PR2 scripts, all PettingZoo ``ParallelEnv``s, built by ``make_env``: ``--env differential``
 (the paper's one-shot "max of two quadratic" game, Box actions), ``matrix`` (a two-player matrix game, Discrete),
-``particle`` (an mpe2 scenario) or ``pkg.mod:factory`` (your own). Every problem with the choice raises ``EnvError``
-with a one-line message that says what is wrong and how to fix it, before training starts."""
+``particle`` (an mpe2 scenario) or ``pkg.mod:factory`` (your own). A bad choice raises ``EnvError`` before training."""
 
 import difflib
 import importlib
@@ -20,11 +19,8 @@ class EnvError(ValueError):
     """A bad environment choice. The message is one line: the problem and the fix."""
 
 
-# --------------------------------------------------------------------------------------------
 # Differential game "max of two quadratic" (Wen et al. 2019, Sec. 5.2; spec §2.2)
-# --------------------------------------------------------------------------------------------
-DIFFERENTIAL_FORMULAS = ("paper", "code")
-DIFFERENTIAL_ROLES = ("", "_leader")  # 'paper_leader': the local branch holds agent 0's (the leader's) term only
+DIFFERENTIAL_FORMULAS = ("paper", "code", "paper_leader", "code_leader")
 ACTION_SCALE = 10.0  # agents act in [-1, 1]; the game is defined on [-10, 10]
 
 
@@ -34,17 +30,14 @@ def differential_reward(a1, a2, formula: str = "paper", others=()):
     paper: f1 = 0.8 * (-((a1 + 5) / 3)^2 - ((a2 + 5) / 3)^2)   local max 0 at (-5, -5)
     code:  f1 = 0.8 * (-(a1 + 5)^2 / 3  - (a2 + 5)^2 / 3)      (the original code's variant)
     both:  f2 = -(a1 - 5)^2 - (a2 - 5)^2 + 10                 global max 10 at (5, 5)
-    With more agents every agent's action adds its term to both sums. '<formula>_leader' (e.g. 'paper_leader'): f1
-    keeps a1's term only, so agent 0 alone secures the local 0 at a1 = -5 whatever the others play, while the global
-    10 at (5, 5, ...) still needs every agent. Numpy broadcasting applies.
-    """
-    base = formula.split("_")[0]
-    role = formula[len(base) :]
-    if base not in DIFFERENTIAL_FORMULAS or role not in DIFFERENTIAL_ROLES:
+    More agents each add their term to both sums. '<formula>_leader' (e.g. 'paper_leader'): f1 keeps a1's term only,
+    so agent 0 alone secures the local 0 at a1 = -5 whatever the others play, while the global 10 at (5, 5, ...)
+    still needs every agent. Numpy broadcasting applies."""
+    if formula not in DIFFERENTIAL_FORMULAS:
         raise EnvError(f"unknown differential-game formula {formula!r}: use 'paper' or 'code', optionally + '_leader'")
     actions = [np.asarray(a, dtype=np.float64) for a in (a1, a2, *others)]
-    local = actions[:1] if role == "_leader" else actions
-    if base == "paper":
+    local = actions[:1] if formula.endswith("_leader") else actions
+    if formula.startswith("paper"):
         f1 = 0.8 * sum(-(((a + 5) / 3) ** 2) for a in local)
     else:
         f1 = 0.8 * sum(-((a + 5) ** 2) / 3 for a in local)
@@ -55,8 +48,6 @@ def differential_reward(a1, a2, formula: str = "paper", others=()):
 class OneShotGame(ParallelEnv):
     """A game with a single state, as in the original code: the observation is a constant 0, every episode is one
     joint action, and `payoffs(actions)` gives each agent's reward."""
-
-    metadata = {"name": "one_shot_game_v0", "render_modes": [], "is_parallelizable": True}
 
     def __init__(self, action_spaces: dict):
         self.possible_agents, self.agents, self.render_mode = list(action_spaces), [], None
@@ -81,6 +72,9 @@ class OneShotGame(ParallelEnv):
         done, not_done, infos = dict.fromkeys(agents, True), dict.fromkeys(agents, False), {a: {} for a in agents}
         return observations, rewards, done, not_done, infos
 
+    def unit_actions(self, actions) -> list[float]:
+        return [float(np.clip(np.asarray(actions[agent]).reshape(-1)[0], -1, 1)) for agent in self.possible_agents]
+
 
 class DifferentialGame(OneShotGame):
     """Two (or more) agents, 1-D actions in [-1, 1] (scaled x10 inside), a shared reward."""
@@ -93,8 +87,7 @@ class DifferentialGame(OneShotGame):
         super().__init__({f"agent_{i}": spaces.Box(-1.0, 1.0, (1,), np.float32) for i in range(n_agents)})
 
     def payoffs(self, actions):
-        a1, a2, *others = (float(np.clip(np.asarray(actions[a]).reshape(-1)[0], -1, 1)) for a in self.agents)
-        a1, a2, others = a1 * ACTION_SCALE, a2 * ACTION_SCALE, [a * ACTION_SCALE for a in others]
+        a1, a2, *others = (action * ACTION_SCALE for action in self.unit_actions(actions))
         return dict.fromkeys(self.agents, float(differential_reward(a1, a2, self.formula, others)))
 
 
@@ -110,8 +103,7 @@ def saddle_reward(a, b):
 
 
 class SaddleGame(OneShotGame):
-    """`--env differential --scenario saddle`: a one-shot two-player zero-sum game with 1-D actions in [-1, 1] (no
-    scaling), rewards f and -f (saddle_reward)."""
+    """`--env differential --scenario saddle`: rewards f and -f (saddle_reward) at unscaled 1-D actions in [-1, 1]."""
 
     metadata = {"name": "saddle_game_v0", "render_modes": [], "is_parallelizable": True}
 
@@ -119,15 +111,12 @@ class SaddleGame(OneShotGame):
         super().__init__({f"agent_{i}": spaces.Box(-1.0, 1.0, (1,), np.float32) for i in range(2)})
 
     def payoffs(self, actions):
-        a, b = (float(np.clip(np.asarray(actions[agent]).reshape(-1)[0], -1, 1)) for agent in self.possible_agents)
+        a, b = self.unit_actions(actions)
         return dict(zip(self.possible_agents, (saddle_reward(a, b), -saddle_reward(a, b))))
 
 
-# --------------------------------------------------------------------------------------------
-# Two-player matrix games (Wen et al. 2019, Sec. 5.1; spec §2.1)
-# --------------------------------------------------------------------------------------------
+# Two-player matrix games (Wen et al. 2019, Sec. 5.1; spec §2.1): name -> (R1, R2), rows agent_0's, columns agent_1's
 MATRIX_GAMES = {
-    # name: (R1, R2), rows = agent_0's action, columns = agent_1's action
     "pr2": ([[0, 3], [1, 2]], [[3, 2], [0, 1]]),  # the paper's game, unique mixed NE (0.5, 0.5)
     "matching_pennies": ([[1, -1], [-1, 1]], [[-1, 1], [1, -1]]),
     "prisoners_dilemma": ([[-1, -3], [0, -2]], [[-1, 0], [-3, -2]]),
@@ -140,7 +129,7 @@ PAYOFF_FORMAT = "'R1/R2' with rows separated by ';' and entries by ',', e.g. '0,
 
 
 def parse_payoffs(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse 'R1/R2' (rows ';', entries ',') into two equal-shape payoff matrices."""
+    """Two payoff matrices of the same shape from PAYOFF_FORMAT."""
     parts = text.split("/")
     if len(parts) != 2:
         raise EnvError(f"payoffs {text!r} need two matrices: write {PAYOFF_FORMAT}")
@@ -177,23 +166,17 @@ class MatrixGame(OneShotGame):
         return {agent: float(payoff[row, col]) for agent, payoff in zip(self.possible_agents, self.matrices)}
 
 
-# --------------------------------------------------------------------------------------------
 # mpe2 particle tasks and user envs
-# --------------------------------------------------------------------------------------------
-def particle_scenarios() -> dict:
-    """Scenario name (without version suffix) -> mpe2 module, e.g. 'simple_spread' -> simple_spread_v3."""
-    from mpe2.all_modules import mpe_environments
-
-    return {key.split("/")[-1].rsplit("_v", 1)[0]: module for key, module in mpe_environments.items()}
-
-
 def _closest(name: str, choices) -> str:
     match = difflib.get_close_matches(name, list(choices), n=1)
     return f"did you mean {match[0]!r}? " if match else ""
 
 
 def _make_particle(scenario: str, kind: ActionKind, max_cycles: int, render_mode):
-    scenarios = particle_scenarios()
+    from mpe2.all_modules import mpe_environments
+
+    # scenario name without version suffix -> mpe2 module, e.g. 'simple_spread' -> simple_spread_v3
+    scenarios = {key.split("/")[-1].rsplit("_v", 1)[0]: module for key, module in mpe_environments.items()}
     name = scenario.rsplit("_v", 1)[0] if scenario.rsplit("_v", 1)[-1].isdigit() else scenario
     if name not in scenarios:
         choices = f"{_closest(name, scenarios)}available: {', '.join(sorted(scenarios))}"
@@ -248,23 +231,24 @@ def make_env(env: str, scenario=None, kind: ActionKind = "continuous", max_cycle
              script="this script") -> ParallelEnv:  # fmt: skip
     """Build the env named by ``--env``/``--scenario`` and check it suits ``kind`` actions.
 
-    scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for
-    ``differential`` the formula (``paper``, default, or ``code``), optionally ``_leader`` and ``_n<agents>``
-    (e.g. ``paper_leader_n3``, see ``differential_reward``), or ``saddle`` (the zero-sum ``SaddleGame``); for
-    ``matrix`` a preset name from ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``).
-    """
+    scenario: for ``particle`` the mpe2 scenario (default ``simple_spread``); for ``differential`` the formula
+    (``paper``, default, or ``code``), optionally ``_leader`` and ``_n<agents>`` (e.g. ``paper_leader_n3``, see
+    ``differential_reward``), or ``saddle`` (the zero-sum ``SaddleGame``); for ``matrix`` a preset name from
+    ``MATRIX_GAMES`` (default ``pr2``) or payoffs as ``'R1/R2'`` (``PAYOFF_FORMAT``)."""
     if env == "differential":
         if kind != "continuous":
             raise EnvError(f"--env differential has continuous actions; {script} needs discrete ones")
-        formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_n3': three agents
-        base = formula.split("_")[0]  # e.g. 'paper_leader_n3': agent 0 holds the local optimum alone
-        roles_ok = base in DIFFERENTIAL_FORMULAS and formula[len(base) :] in DIFFERENTIAL_ROLES
-        if scenario != "saddle" and (not roles_ok or not (n_agents or "2").isdigit() or int(n_agents or 2) < 2):
+        formula, _, n_agents = (scenario or "paper").partition("_n")  # e.g. 'paper_leader_n3': three agents
+        n_agents = n_agents or "2"
+        if scenario == "saddle":
+            game = SaddleGame()
+        elif formula in DIFFERENTIAL_FORMULAS and n_agents.isdigit() and int(n_agents) >= 2:
+            game = DifferentialGame(formula, int(n_agents))
+        else:
             raise EnvError(
                 f"unknown differential --scenario {scenario!r}: use 'paper' (default) or 'code', "
                 "optionally with '_leader' and a number of agents, e.g. 'paper_n3' or 'paper_leader_n3'; or 'saddle'"
             )
-        game = SaddleGame() if scenario == "saddle" else DifferentialGame(formula, int(n_agents or 2))
     elif env == "matrix":
         if kind != "discrete":
             raise EnvError(f"--env matrix has discrete actions; {script} needs continuous ones")

@@ -1,5 +1,4 @@
-"""Logging helpers shared by the scripts: run names, TensorBoard writer, optional W&B, episode returns, progress
-lines, reading logs back."""
+"""Logging shared by the scripts: the TensorBoard writer (and W&B), training charts, progress lines, reading back."""
 
 import dataclasses
 import os
@@ -10,18 +9,9 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 
-def make_run_name(env_label: str, exp_name: str, seed: int) -> str:
-    """CleanRL's run name: '<env>__<exp_name>__<seed>__<unix time>'."""
-    return f"{env_label}__{exp_name}__{seed}__{int(time.time())}"
-
-
 def make_writer(run_name: str, args, runs_dir="runs", purge_step: int | None = None, leave_out=()) -> SummaryWriter:
-    """A SummaryWriter at runs/<run_name> with the hyperparameter table (every flag but those in leave_out, which the
-    run does not read), and W&B mirroring on --track.
-
-    purge_step: when resuming, events at or after this step (written after the checkpoint) are discarded, so the
-    resumed curve continues the saved one.
-    """
+    """The run's SummaryWriter, with the hyperparameter table (every flag but `leave_out`) and W&B on --track. A resume
+    passes purge_step: events at or after it, logged after the checkpoint, are dropped so the curves continue."""
     config = dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args))
     config = {key: value for key, value in config.items() if key not in leave_out}
     if config.get("track"):
@@ -45,13 +35,13 @@ def make_writer(run_name: str, args, runs_dir="runs", purge_step: int | None = N
 
 
 class TrainingLog:
-    """CleanRL's training charts: `charts/episodic_return` (mean over agents), `charts/episodic_return/<agent>` and
-    `charts/episodic_length` of the episodes that ended since the last entry, any other scalars the script passes,
-    `charts/SPS`, and the console progress line. `state_dict()` carries the unlogged episodes across a resume."""
+    """CleanRL's charts: `charts/episodic_return` (mean over agents), `charts/episodic_return/<agent>` and
+    `charts/episodic_length` of the episodes ended since the last entry, the script's scalars, `charts/SPS`, and a
+    progress line (in place on a terminal, 20 at most when redirected). `state_dict()` keeps unlogged episodes."""
 
     def __init__(self, writer, names: list[str], total_steps: int, start_step: int = 0, state: dict | None = None):
         self.writer, self.names, self.start_step, self.start_time = writer, names, start_step, time.time()
-        self.progress = Progress(total_steps, start_step)
+        self.total_steps, self.tty, self.next_print = total_steps, sys.stdout.isatty(), 0
         self.episode_return, self.episode_length = np.zeros(len(names)), 0
         self.ended = [(np.array(r), n) for r, n in state["ended"]] if state else []
         self.last_return = state["last_return"] if state else float("nan")
@@ -75,12 +65,12 @@ class TrainingLog:
             self.ended = []
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, step)
-        self.writer.add_scalar("charts/SPS", int((step - self.start_step) / (time.time() - self.start_time)), step)
-        self.progress.update(step, self.last_return)
+        sps = (step - self.start_step) / (time.time() - self.start_time)
+        self.writer.add_scalar("charts/SPS", int(sps), step)
+        self.print_progress(step, sps)
 
     def write_eval(self, step: int, returns: np.ndarray):
-        """`eval/episodic_return` (mean over episodes and agents) and `eval/episodic_return/<agent>` at the training
-        step the policy was evaluated at, so that an extended run's evaluations extend one curve."""
+        """Logged at the policy's training step, so that a resumed run's evaluations extend one curve."""
         self.writer.add_scalar("eval/episodic_return", returns.mean(), step)
         for name, value in zip(self.names, returns.mean(0)):
             self.writer.add_scalar(f"eval/episodic_return/{name}", value, step)
@@ -88,25 +78,15 @@ class TrainingLog:
     def state_dict(self) -> dict:
         return dict(ended=[(r.tolist(), n) for r, n in self.ended], last_return=self.last_return)
 
-
-class Progress:
-    """One console line per log entry: rewritten in place on a terminal; at most `lines` lines when redirected."""
-
-    def __init__(self, total_steps: int, first_step: int = 0, lines: int = 20):
-        self.total, self.first, self.start = total_steps, first_step, time.time()
-        self.tty, self.every, self.next_print = sys.stdout.isatty(), max(total_steps // lines, 1), 0
-
-    def update(self, step: int, episodic_return: float):
-        elapsed = time.time() - self.start
-        sps = (step - self.first) / max(elapsed, 1e-9)
-        left = (self.total - step) / max(sps, 1e-9)
-        line = f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%) | {sps:,.0f} SPS"
-        line += f" | return {episodic_return:.3f} | {left / 60:.1f} min left"
+    def print_progress(self, step: int, sps: float):
+        total, left = self.total_steps, (self.total_steps - step) / max(sps, 1e-9)
+        line = f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:,.0f} SPS"
+        line += f" | return {self.last_return:.3f} | {left / 60:.1f} min left"
         if self.tty:
-            print(f"\r{line}", end="\n" if step >= self.total else "", flush=True)
-        elif step >= self.next_print or step >= self.total:
+            print(f"\r{line}", end="\n" if step >= total else "", flush=True)
+        elif step >= self.next_print or step >= total:
             print(line, flush=True)
-            self.next_print = step + self.every
+            self.next_print = step + max(total // 20, 1)
 
 
 def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
@@ -116,8 +96,7 @@ def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     if not os.path.isdir(run_dir):
         return {}
     # One accumulator over the folder reads its event files in name (= opening time) order and applies a resumed
-    # writer's purge_step: what a crashed session logged after its checkpoint is dropped, not read twice. Each file
-    # on its own would keep it.
+    # writer's purge_step, dropping what a crashed session logged after its checkpoint (each file alone would keep it).
     accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]

@@ -9,12 +9,13 @@ import pickle
 import random
 import re
 import signal
+import time
 
 import numpy as np
 import torch
 import tyro
 
-from utils.logger import TrainingLog, make_run_name, make_writer
+from utils.logger import TrainingLog, make_writer
 
 EVAL_SEED = 2**32 - 1  # evaluation episode k starts from episode_seed(EVAL_SEED, k) in every script and run
 
@@ -56,9 +57,8 @@ class RunArgs:
 
 
 def parse_args(args_class, script: str, checkpoint_keys: list[str]):
-    """Parse the command line into `args_class`; with --resume, the checkpoint's flags are the defaults and flags
-    given on the command line override them. Returns (args, checkpoint or None); a bad flag or file exits with one
-    line. Checks that every float flag is finite (a NaN passes every comparison)."""
+    """(args, checkpoint or None) from the command line; with --resume the checkpoint's flags are the defaults. A bad
+    flag, a bad file or a non-finite float flag (a NaN passes every comparison) exits with one line."""
     args, checkpoint = tyro.cli(args_class), None
     if args.resume:
         try:
@@ -73,28 +73,20 @@ def parse_args(args_class, script: str, checkpoint_keys: list[str]):
     return args, checkpoint
 
 
-def save_checkpoint(state: dict, path: str):
-    """torch.save to a temporary file in the same folder, then rename: an interrupted save never leaves half a file."""
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: str, required_keys, script: str) -> dict:
     """Load a checkpoint or raise ValueError with a one-line reason (missing, truncated, foreign, not from this
-    script). weights_only=True: a checkpoint holds tensors and plain Python values only, so loading one never runs
-    code from it."""
+    script). weights_only=True: a checkpoint holds tensors and plain values only, so loading never runs its code."""
     if not os.path.isfile(path):
         raise ValueError(f"--resume {path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refuses every object but tensors and plain values, before running any
-        # a refused object is named ("GLOBAL builtins.open"); random bytes fail with other UnpicklingErrors
-        unsafe = isinstance(error, pickle.UnpicklingError) and re.search(r"GLOBAL \S+|allowlisted", str(error))
-        problem = "holds objects other than tensors and plain values; not loaded" if unsafe else "unreadable, truncated"
-        raise ValueError(
-            f"--resume {path}: {problem}" + f" or corrupt ({type(error).__name__})" * (not unsafe)
-        ) from None
+    except Exception as error:
+        # weights_only names an object it refuses ("GLOBAL builtins.open"); random bytes fail with other errors
+        if isinstance(error, pickle.UnpicklingError) and re.search(r"GLOBAL \S+|allowlisted", str(error)):
+            problem = "holds objects other than tensors and plain values; not loaded"
+        else:
+            problem = f"unreadable, truncated or corrupt ({type(error).__name__})"
+        raise ValueError(f"--resume {path}: {problem}") from None
     missing = [key for key in required_keys if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(f"--resume {path}: not a {script} checkpoint (missing {', '.join(missing)})")
@@ -102,8 +94,7 @@ def load_checkpoint(path: str, required_keys, script: str) -> dict:
 
 
 def seed_everything(args, env) -> torch.device:
-    """CleanRL's seeding (Python, NumPy, torch, cuDNN determinism) plus every agent's action space; torch's CPU
-    threads; the device (CUDA only with --cuda and a GPU)."""
+    """CleanRL's seeding, plus every agent's action space and torch's CPU threads; returns the device to train on."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -115,10 +106,9 @@ def seed_everything(args, env) -> torch.device:
 
 
 def check_run(env, args, checkpoint: dict | None, structural_flags: list[str], layout: dict):
-    """Raise ValueError with a one-line fix if the run cannot start: --capture-video on an env that cannot render,
-    or, when resuming, a structural flag that differs, other agents or sizes (layout: {checkpoint key: this env's
-    value}), or no steps left. With env None, only the flags and steps (e.g. before the saved scenario meets a new
-    --env)."""
+    """Raise ValueError with a one-line fix if the run cannot start: a negative count, --capture-video without an
+    evaluation or on an env that cannot render (not checked with env None), or, when resuming, a changed structural
+    flag, other agents or sizes (layout: {checkpoint key: this env's value}) or no steps left."""
     if min(args.eval_episodes, args.eval_every, args.save_every) < 0 or args.torch_threads <= 0:
         raise ValueError("--eval-episodes, --eval-every and --save-every must be >= 0, --torch-threads positive")
     if args.capture_video and not args.eval_episodes:
@@ -138,9 +128,8 @@ def check_run(env, args, checkpoint: dict | None, structural_flags: list[str], l
 
 
 def load_states(pairs, optimizers, learning_rate: float, script: str):
-    """Load saved states into (module or replay buffer, state) pairs and (optimiser, state) pairs, then set every
-    optimiser's learning rate to the run's --learning-rate (a saved optimiser would bring its own back). A state
-    that does not fit exits with one line."""
+    """Load (module or replay buffer, state) and (optimiser, state) pairs, then set every optimiser's learning rate
+    to --learning-rate (a saved optimiser brings its own back). A state that does not fit exits with one line."""
     try:
         for target, state in [*pairs, *optimizers]:
             target.load_state_dict(state) if hasattr(target, "load_state_dict") else load_buffer_state(target, state)
@@ -171,8 +160,8 @@ def restore_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
 
 
-def episode_seed(seed: int, episode: int) -> int:  # a resumed run replays its episodes exactly
-    """The env seed of episode k of a run with this seed."""
+def episode_seed(seed: int, episode: int) -> int:
+    """The env seed of episode k of a run with this seed: a resumed run replays its episodes exactly."""
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
 
@@ -187,9 +176,8 @@ def save_gif(frames: list, path: str):
 
 @torch.no_grad()
 def evaluate(make_eval_env, act, episodes: int, video_dir: str | None = None) -> np.ndarray:
-    """Returns [episode, agent] of `episodes` episodes of `act(env, observations) -> {agent: env action}` on a fresh
-    env `make_eval_env(render_mode)`; episode k starts from `episode_seed(EVAL_SEED, k)`. With video_dir, each
-    episode is also saved there as a GIF."""
+    """[episode, agent] returns of `act(env, observations) -> {agent: env action}` on a fresh env
+    `make_eval_env(render_mode)`, episode k from `episode_seed(EVAL_SEED, k)`; with video_dir, GIFs of them there."""
     env = make_eval_env("rgb_array" if video_dir else None)
     names, returns = env.possible_agents, np.zeros((episodes, len(env.possible_agents)))
     for episode in range(episodes):
@@ -207,14 +195,14 @@ def evaluate(make_eval_env, act, episodes: int, video_dir: str | None = None) ->
 
 
 class Session:
-    """What happens around a script's training loop: the run folder (kept by --resume), its TensorBoard writer (whose
-    hyperparameter table leaves out `unused_flags`, the flags this run never reads) and TrainingLog, a log entry every
-    --log-every steps, an evaluation every --eval-every and after training, checkpoints every --save-every and at the
-    end, and Ctrl-C: the loop finishes its step, saves and exits (130)."""
+    """Around a script's training loop: the run folder (kept by --resume), its writer (without the `unused_flags` this
+    run never reads) and TrainingLog; logs every --log-every steps, evaluations every --eval-every and at the end,
+    checkpoints every --save-every and at the end; on Ctrl-C the loop finishes its step, saves and exits (130)."""
 
     def __init__(self, args, checkpoint: dict | None, names: list[str], env_label: str, unused_flags=()):
         self.args, step = args, checkpoint["step"] if checkpoint else 0
-        self.run_name = checkpoint["run_name"] if checkpoint else make_run_name(env_label, args.exp_name, args.seed)
+        new_run_name = f"{env_label}__{args.exp_name}__{args.seed}__{int(time.time())}"  # CleanRL's format
+        self.run_name = checkpoint["run_name"] if checkpoint else new_run_name
         purge_step = step + 1 if checkpoint else None
         self.writer = make_writer(self.run_name, args, purge_step=purge_step, leave_out=unused_flags)
         self.log = TrainingLog(self.writer, names, args.total_timesteps, step, checkpoint and checkpoint["log"])
@@ -222,7 +210,9 @@ class Session:
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stop_requested", True))
 
     def save(self, state: dict):
-        save_checkpoint(dict(state, log=self.log.state_dict(), run_name=self.run_name), self.model_path)
+        """Write to a temporary file, then rename: an interrupted save never leaves half a checkpoint."""
+        torch.save(dict(state, log=self.log.state_dict(), run_name=self.run_name), f"{self.model_path}.tmp")
+        os.replace(f"{self.model_path}.tmp", self.model_path)
 
     def end_step(self, step: int, charts, training_state, evaluate):
         """After environment step `step` (counted from 1): `charts()` -> the log entry's scalars, `training_state(step)`
@@ -268,12 +258,14 @@ def schedule_value(points: list[tuple[int, float]], step: int) -> float:
 
 
 def buffer_state(buffer) -> dict:
-    """A replay buffer's filled rows as tensors: every attribute that holds an array or a list of arrays (one row per
-    transition), with its `size` and write position `pos`."""
+    """A replay buffer's filled rows (of every array attribute or list of arrays) as tensors, with `size` and `pos`."""
     rows = lambda array: torch.from_numpy(array[: buffer.size].copy())  # noqa: E731
-    state = {key: [rows(a) for a in value] if isinstance(value, list) else rows(value) for key, value in
-             vars(buffer).items() if isinstance(value, np.ndarray) or isinstance(value, list) and value and
-             all(isinstance(a, np.ndarray) for a in value)}  # fmt: skip
+    state = {}
+    for key, value in vars(buffer).items():
+        if isinstance(value, np.ndarray):
+            state[key] = rows(value)
+        elif isinstance(value, list) and value and all(isinstance(array, np.ndarray) for array in value):
+            state[key] = [rows(array) for array in value]
     return dict(state, size=buffer.size, pos=buffer.pos)
 
 
@@ -282,10 +274,8 @@ def load_buffer_state(buffer, state: dict | None):
     if state is not None:
         buffer.size, buffer.pos = state["size"], state["pos"]
         for key, saved in state.items():
-            pairs = (
-                zip(getattr(buffer, key), saved, strict=True)
-                if isinstance(saved, list)
-                else [(getattr(buffer, key), saved)]
-            )
-            for array, rows in pairs if key not in ("size", "pos") else ():
-                array[: buffer.size] = rows.numpy()
+            if isinstance(saved, list):
+                for array, rows in zip(getattr(buffer, key), saved, strict=True):
+                    array[: buffer.size] = rows.numpy()
+            elif key not in ("size", "pos"):
+                getattr(buffer, key)[: buffer.size] = saved.numpy()
