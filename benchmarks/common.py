@@ -29,11 +29,11 @@ GLOBAL, LOCAL = 5.0, -5.0  # every agent's own action at the differential game's
 GRID_POINTS = {2: 201, 3: 41, 4: 21}  # grid points per agent's action for critic_maximum (9 with more agents)
 
 
-def load_result(folder: Path, command: str | None = None) -> dict | None:
-    """The finished run's result.json, if there is one (and, given a command, if its 'command' is that one)."""
+def load_result(folder: Path, command: str) -> dict | None:
+    """The finished run's result.json, if there is one and its 'command' is `command`."""
     path = folder / "result.json"
-    result = json.loads(path.read_text()) if path.exists() else None
-    return result if result is None or command is None or result.get("command") == command else None
+    result = json.loads(path.read_text()) if path.exists() else {}
+    return result if result.get("command") == command else None
 
 
 def prepare(folder: Path):
@@ -110,7 +110,6 @@ def versions() -> str:
     return f"{packages}, Python {platform.python_version()}, {system}"
 
 
-# ---------------------------------------------------------------- the differential game
 def soft_schedule() -> tuple[float, float]:
     """(first α, final α) of pr2_continuous.py's soft policy at its defaults on the differential game."""
     args = pr2_continuous.resolve_args(pr2_continuous.Args(env="differential", policy="soft"))
@@ -125,10 +124,9 @@ def split_formula(scenario: str) -> tuple[str, int]:
 
 def differential_run(folder: Path, label: str, script: str, flags: list[str], scenario: str, seed: int,
                      train: bool = True) -> dict | None:  # fmt: skip
-    """One differential-game run in `folder` (checkpoint at the end, one evaluation episode, one thread), resumed from
-    its result.json unless its command changed; train=False: None where it has not finished. The learning path, the
-    joint action it ends at, the reward there and whether that is the global optimum (within SUCCESS_RADIUS), the
-    evaluation return, the timing and what the checkpoint learned (diagnose)."""
+    """One differential-game run in `folder`, resumed from its result.json unless its command changed (train=False:
+    None where it has not finished): the learning path, the joint action it ends at, the reward there and whether that
+    is the global optimum, the evaluation return, the timing and what the checkpoint learned (diagnose)."""
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario, "--seed", str(seed)]
     command += ["--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
     result = load_result(folder, display_command(command))
@@ -149,8 +147,7 @@ def differential_run(folder: Path, label: str, script: str, flags: list[str], sc
 
 
 def panels(count: int, size: tuple[float, float], max_cols: int = 4, **subplots):
-    """(pyplot, figure, axes [rows, cols]) of `count` panels of `size` inches, at most `max_cols` a row, off-screen;
-    `subplots`: further arguments of plt.subplots."""
+    """(pyplot, figure, axes [rows, cols]) of `count` panels of `size` inches, at most `max_cols` a row, off-screen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,9 +162,8 @@ def panels(count: int, size: tuple[float, float], max_cols: int = 4, **subplots)
 
 
 def draw_paths(results: dict, formula: str, path: Path, title: str):
-    """One panel per label of {label: [result, ...]} (each with 'path', 'success', 'seed'): with two agents, the reward
-    landscape and every seed's learning path, white if it ends at the global optimum, red if not; with more, every
-    agent's noise-free action over training, green or red, one line style per agent."""
+    """One panel per label of {label: [result, ...]}: with two agents, every seed's learning path on the reward
+    landscape; with more, every agent's noise-free action over training; the colour says if it ends at the optimum."""
     from matplotlib.lines import Line2D
 
     (formula, n_agents), styles, grid = split_formula(formula), ["-", "--", ":", "-."], np.linspace(-10, 10, 401)
@@ -207,7 +203,6 @@ def draw_paths(results: dict, formula: str, path: Path, title: str):
     plt.close(fig)
 
 
-# ---------------------------------------------------------------- what a checkpoint learned on the differential game
 def critic_of(agent: torch.nn.Module, i: int):
     """Agent i's learned value of joint actions [N, n] in [-1, 1] -> [N] at the differential game's one state: PR2's
     joint critic Q^i(s, a^i, a^-i) (a^-i: the others in agent order) or MADDPG's centralised Q^i(x, a¹, ..., aⁿ)."""

@@ -22,8 +22,7 @@ def main():
     args, configs = opponent_model.parse_training(parser, ["faithful=pr2_continuous.py:--policy,deterministic"])
     results, failed = opponent_model.train(args.games, configs, args, args.name)
     title = f"Differential game (--scenario {args.games[0]}): {len(args.seeds)} seeds per configuration"
-    report = f"{args.name}_{args.games[0]}.md"
-    opponent_model.write_report(results, failed, configs, args, title, report, args.name)
+    opponent_model.write_report(results, failed, configs, args, title, f"{args.name}_{args.games[0]}.md", args.name)
 
 
 if __name__ == "__main__":

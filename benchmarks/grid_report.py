@@ -94,7 +94,6 @@ def by_label(results: dict, task: str) -> dict:
 def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[str], timing: dict, planned: dict):
     """Write <out-dir>/<name>.md and a <name>_<task>.png per task. planned: {(task, label): seeds asked for}."""
     crossed, not_crossed = crossing
-    budget, name = grid.BUDGETS[args.budget], args.name
     tasks = [task for task in grid.TASKS if any(key[0] == task for key in planned)]
     finished = [r for runs in results.values() for r in runs.values()]
     cpus = collections.Counter(result.get("cpu", "not recorded") for result in finished)
@@ -104,7 +103,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
     lines = [
         f"# PR2 against MADDPG, DDPG, DDPG-OM and MASQL ({args.budget} budget)", "",
         f"Command: `{command}`  ",
-        f"Extra flags (else each script's defaults): `{' '.join(budget.flags)}` on every run  ",
+        f"Extra flags (else each script's defaults): `{' '.join(grid.BUDGETS[args.budget].flags)}` on every run  ",
         f"Seeds asked for: {planned_seeds(planned, tasks)}; {len(finished)} of {sum(map(len, planned.values()))} "
         "runs finished  ",
         f"Evaluation: {evaluation_protocol(finished)}  ",
@@ -145,16 +144,16 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
             lines.append(row(task, label, critics[label], *cells))
     (out := Path(args.out_dir)).mkdir(parents=True, exist_ok=True)
     for task in (task for task in tasks if by_label(results, task)):
-        draw_curves(by_label(results, task), task, out / f"{name}_{task}.png")
-        lines += ["", f"![{task}]({name}_{task}.png)"]
+        draw_curves(by_label(results, task), task, out / f"{args.name}_{task}.png")
+        lines += ["", f"![{task}]({args.name}_{task}.png)"]
     lines += ablation_section(results) + cross_play_section(crossed, not_crossed, args) + speed_section(results)
     lines += tuning_section(results, crossed)
     commands = {re.sub(r"--seed \d+", "--seed <seed>", r["command"]) for r in finished}
     lines += ["", "## Commands", ""] + sorted(f"- `{command}`" for command in commands)
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {error.splitlines()[0]}" for error in failed]
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    return out / f"{name}.md"
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    return out / f"{args.name}.md"
 
 
 def planned_seeds(planned: dict, tasks: list[str]) -> str:
@@ -243,10 +242,9 @@ def verdicts(crossed: dict) -> list[tuple]:
     for task, (pr2, baseline), side in itertools.product(grid.ADVERSARIAL, grid.PAIRS, SIDES):
         mine = (task, pr2, baseline) if side == "good" else (task, baseline, pr2)
         reference = (task, baseline, baseline)
-        if mine in crossed and reference in crossed:
-            by_seed = [{r["seed"]: r[side] for r in crossed[key]} for key in (mine, reference)]
-            if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
-                found.append((task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed)))
+        by_seed = [{r["seed"]: r[side] for r in crossed.get(key, [])} for key in (mine, reference)]
+        if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
+            found.append((task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed)))
     return found
 
 

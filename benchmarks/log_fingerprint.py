@@ -37,10 +37,6 @@ COMMANDS = {name: command.split() for name, command in {  # name -> the command'
 }.items()}  # fmt: skip
 
 
-def versions() -> dict:
-    return {name: version(name) for name in ("torch", "numpy", "pettingzoo", "mpe2")}
-
-
 def fingerprint_of(name: str) -> dict:
     """Run COMMANDS[name] in an empty folder; {tag: [[step, hex value], ...]} of everything but charts/SPS."""
     with tempfile.TemporaryDirectory() as cwd:
@@ -73,14 +69,15 @@ def main():
     parser.add_argument("--ignore", nargs="*", default=[], help="tag prefixes left out of the comparison")
     options = parser.parse_args()
     saved = json.loads(FINGERPRINT.read_text()) if FINGERPRINT.exists() else {"runs": {}}
-    for key, here in (("versions", versions()), ("cpu", cpu())):  # float results differ across them
-        if not options.record and saved.get(key) != here:
-            raise SystemExit(f"the fingerprint was recorded with {key} {saved.get(key)}, this is {here}: --record on "
+    here = {"versions": {name: version(name) for name in ("torch", "numpy", "pettingzoo", "mpe2")}, "cpu": cpu()}
+    for key, value in here.items():  # float results differ across them
+        if not options.record and saved.get(key) != value:
+            raise SystemExit(f"the fingerprint was recorded with {key} {saved.get(key)}, this is {value}: --record on "
                              "this machine before the change and compare after it")  # fmt: skip
     with ThreadPoolExecutor(options.workers) as pool:
         now = dict(zip(options.only, pool.map(fingerprint_of, options.only)))
     if options.record:
-        saved = {"versions": versions(), "cpu": cpu(), "commands": COMMANDS, "runs": {**saved["runs"], **now}}
+        saved = {**here, "commands": COMMANDS, "runs": {**saved["runs"], **now}}
         FINGERPRINT.write_text(json.dumps(saved, indent=0) + "\n")
         print(f"recorded {', '.join(now)} in {FINGERPRINT.relative_to(ROOT)}")
         return

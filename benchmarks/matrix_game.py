@@ -1,6 +1,5 @@
 """Benchmark: PR2-Q vs IGA on the paper's iterated matrix game (Wen et al. 2019, Sec. 5.1, Fig. 3): tabular PR2-Q
-(`pr2_discrete.py --env matrix`) per seed with both opponent models (empirical counts, Eq. 12) and IGA from (0, 0.9),
-a markdown table and a figure in the style of Fig. 3 in `benchmarks/results/`.
+(`pr2_discrete.py --env matrix`) per seed with both opponent models, and IGA: a table and a figure in Fig. 3's style.
 
     python benchmarks/matrix_game.py              # 10 seeds, 1,000 iterations, about a minute on one core
 """

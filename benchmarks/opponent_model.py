@@ -4,9 +4,8 @@
     python benchmarks/opponent_model.py --train     # 10 seeds of every configuration on every game: opponent_model.md
     python benchmarks/opponent_model.py --train --report-only   # the report from the runs finished so far
 
---gaps: V_u(a) = α·log E_{b~U} exp(r(a, b)/α) (--soft-marginal uniform), V_ρ(a) the same with b ~ ρ_α(·|a) ∝
-exp(r(a, b)/α) (ρ at Eq. 12) = 2·V_u(α/2) - V_u(α), V_br(a) = max_b r(a, b): trapezoid sums over a grid of the other
-agents' actions b. --train: each (game, configuration, seed) one resumable run of the script (common.differential_run).
+--gaps: each role's soft values with uniform opponent samples, with ρ at Eq. 12 and under a best response (as the report
+defines them). --train: each (game, configuration, seed) one resumable run of the script (common.differential_run).
 """
 
 import argparse
@@ -28,7 +27,6 @@ from benchmarks.grid_report import row  # noqa: E402
 from utils.envs import EnvError, differential_reward, make_env  # noqa: E402
 
 STEP = 0.5  # grid step in env units (a step of 0.1 changes no gap on paper_n3 by more than 0.01)
-
 
 GAMES = {  # --env differential --scenario <game> (utils/envs.py): what it is
     "paper": "the paper's game, two agents",
@@ -84,7 +82,6 @@ def soft_values(reward, roles: list[str], agent: int, own, alphas):
     for k, a in enumerate(own):
         partners[:, agent] = a
         r[k] = reward(partners)
-
     v_u = np.array([alpha * logsumexp(r / alpha + log_w, axis=1) for alpha in alphas])  # α·log Σ_b w_b exp(r/α)
     v_rho = np.array([alpha * logsumexp(2 * r / alpha + log_w, axis=1) for alpha in alphas]) - v_u  # 2·V_u(α/2) - V_u
     return v_u, v_rho, r.max(1)
@@ -92,11 +89,10 @@ def soft_values(reward, roles: list[str], agent: int, own, alphas):
 
 def crossings(alphas, gap) -> str:
     """The temperatures in the scan at which the gap changes sign, interpolated in log α, as text."""
-    points = []
-    for k in np.flatnonzero(np.sign(gap[:-1]) != np.sign(gap[1:])):
-        t = gap[k] / (gap[k] - gap[k + 1])
-        points.append(f"{np.exp(np.log(alphas[k]) + t * np.log(alphas[k + 1] / alphas[k])):.1f}")
-    return ", ".join(points) or "none"
+    k = np.flatnonzero(np.sign(gap[:-1]) != np.sign(gap[1:]))
+    t = gap[k] / (gap[k] - gap[k + 1])
+    points = np.exp(np.log(alphas[k]) + t * np.log(alphas[k + 1] / alphas[k]))
+    return ", ".join(f"{point:.1f}" for point in points) or "none"
 
 
 def role_gaps(scenario: str, agent: int) -> dict:
@@ -110,15 +106,13 @@ def role_gaps(scenario: str, agent: int) -> dict:
     s_u, s_rho, _ = soft_values(reward, roles, agent, [GLOBAL, LOCAL], scan)
     gap_u, gap_rho = s_u[:, 0] - s_u[:, 1], s_rho[:, 0] - s_rho[:, 1]
     at_global, at_local = np.argmin(abs(own - GLOBAL)), np.argmin(abs(own - LOCAL))
-    rows = []
-    for k, alpha in enumerate(alphas):
-        row = dict(alpha=alpha)
-        for name, v in (("u", v_u[k]), ("rho", v_rho[k])):
-            row.update({f"{name}_best": own[v.argmax()], f"{name}_gap": v[at_global] - v[at_local]})
+    rows = [dict(alpha=alpha) for alpha in alphas]
+    for entry, uniform, rho in zip(rows, v_u, v_rho):
+        for name, v in (("u", uniform), ("rho", rho)):
+            entry.update({f"{name}_best": own[v.argmax()], f"{name}_gap": v[at_global] - v[at_local]})
             # global share: the mass of π(a) ∝ exp(V(a)/α) on a > 0, trapezoid rule on the own grid
-            weight = np.exp((v - v.max()) / alpha) * np.r_[0.5, np.ones(len(own) - 2), 0.5]
-            row[f"{name}_share"] = float((weight[own > 0].sum() + 0.5 * weight[own == 0].sum()) / weight.sum())
-        rows.append(row)
+            weight = np.exp((v - v.max()) / entry["alpha"]) * np.r_[0.5, np.ones(len(own) - 2), 0.5]
+            entry[f"{name}_share"] = float((weight[own > 0].sum() + 0.5 * weight[own == 0].sum()) / weight.sum())
     br_best, first = own[v_br.argmax()], rows[0]
     return dict(scenario=scenario, role=roles[agent], agent=agent, n_agents=len(roles), rows=rows, br_best=br_best,
                 br_gap=v_br[at_global] - v_br[at_local], cross_u=crossings(scan, gap_u),
@@ -169,7 +163,6 @@ def write_gaps(results: list[dict], path: Path):
     path.write_text("\n".join([*lines, ""]))
 
 
-# ---------------------------------------------------------------- the training benchmark (--train)
 CONFIGS = {
     "soft_rho": ("pr2_continuous.py:", "the soft policy with ρ, α annealed (pr2_continuous.py's defaults)"),
     "soft_uniform": ("pr2_continuous.py:--soft-marginal,uniform", "the soft policy with uniform opponent samples"),

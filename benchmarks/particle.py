@@ -1,6 +1,5 @@
 """Benchmark: deep discrete PR2 on an mpe2 particle task vs uniformly random actions: `pr2_discrete.py --env particle`
-once per seed, one at a time, resumable (common.train_once), then a markdown table and a learning-curve figure in
-`benchmarks/results/`. Everything after `--` is passed to pr2_discrete.py.
+once per seed, resumable, then a table and a learning-curve figure. Everything after `--` goes to pr2_discrete.py.
 
     python benchmarks/particle.py --seeds 1 2 3 4 5          # simple_spread with the script's defaults
     python benchmarks/particle.py --seeds 1 2 3 --exp-name pr2_eq12 -- --opponent-model eq12

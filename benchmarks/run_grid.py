@@ -7,7 +7,6 @@ result.json for the same command; then cross-play and the report (benchmarks/gri
 """
 
 import concurrent.futures
-import importlib
 import importlib.util
 import json
 import math
@@ -22,6 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import common, grid  # noqa: E402
@@ -104,8 +104,6 @@ def last_evaluations(curve: list) -> float:
 
 def training_sps(run_dir: Path, learning_starts: int) -> float:
     """Environment steps per second after learning_starts, from the logged charts/SPS events' wall-clock times."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload().Scalars("charts/SPS")
     training = [(event.step, event.wall_time) for event in events if event.step > learning_starts]
     if len(training) < 2:
@@ -219,12 +217,11 @@ def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple
     coming = {(job.task, job.algorithm.label, job.seed) for job in todo}
     again = set()
     for task in grid.ADVERSARIAL:
-        for good, adversary in grid.pairings(task):
-            labels = (good, adversary)
+        for labels in grid.pairings(task):
             for seed in {seed for label in labels for seed in results.get((task, label), {})}:
                 runs = [results.get((task, label), {}).get(seed) for label in labels]
                 pairing_asked = all(run or (task, label, seed) in coming for run, label in zip(runs, labels))
-                if pairing_asked and not cached_cross_play(results, args, task, good, adversary, seed)[1]:
+                if pairing_asked and not cached_cross_play(results, args, task, *labels, seed)[1]:
                     again |= {(task, run["label"], seed) for run in runs if run and not checkpoint_of(args, run)}
     return sorted(again)
 

@@ -3,9 +3,8 @@
     python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
     python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
 
-Each configuration builds the script's agents and a replay buffer of random transitions, then times `update()` (all
-agents, one simultaneous step) over --steps steps, --repeats times: the median, per CPU second of the process (which
-other processes do not inflate) and per wall-clock second (on the GPU, synchronised before the clock stops).
+Each configuration times `update()` on the script's agents and random transitions: the median of --repeats, per CPU
+second of the process (which other processes do not inflate) and per wall-clock second.
 """
 
 import argparse
@@ -41,8 +40,7 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: st
         obs, next_obs = ([np.random.randn(d) for d in obs_dims] for _ in range(2))
         actions = [np.random.uniform(-1, 1, d) for d in act_dims]
         buffer.add(obs, actions, [0.0] * len(obs_dims), next_obs, done, *np.random.randn(2, state_dim))
-    # n_updates counts the gradient steps as training does: α's anneal and a Polyak update every
-    # --target-update-interval steps are part of what is timed
+    # n_updates as in training: α's anneal and the Polyak update every --target-update-interval steps are timed too
     for n_updates in range(10):  # warm-up
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
     synchronise = torch.cuda.synchronize if device == "cuda" else lambda: None
