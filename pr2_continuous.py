@@ -23,8 +23,7 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     env: str = "particle"
     """'particle' (mpe2), 'differential' (the paper's max-of-two-quadratics game), or 'pkg.module:factory' (yours)"""
     scenario: str | None = None
-    """particle: the mpe2 scenario (default simple_spread); differential: 'paper' (default), 'code' (the original
-    code's /3 formula), ..."""
+    """particle: the mpe2 scenario (default simple_spread); differential: 'paper' (default), 'code' (/3 formula), ..."""
     max_cycles: int = 25
     """steps per particle episode"""
 
@@ -57,21 +56,18 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
 
     # PR2
     policy: Literal["soft", "deterministic"] = "soft"
-    """'soft': an energy-based policy π(a^i|s) ∝ exp(Q^i(s, a^i)/α) over the soft marginal value computed from ρ's
-    responses, sampled by amortised SVGD, with an annealed α (our variant, docs/pr2_continuous.md 'The soft policy');
-    'deterministic': the original PR2-AC (deterministic actor, OU exploration, constant α)"""
+    """'soft': our energy-based π(a^i|s) ∝ exp(Q^i(s, a^i)/α), Q^i from ρ's responses, sampled by amortised SVGD, α
+    annealed (docs/pr2_continuous.md 'The soft policy'); 'deterministic': the original PR2-AC (OU noise, constant α)"""
     alpha: float | None = None
-    """temperature α of the soft value (Eq. 11) and of the opponent model's target (Eq. 12); the final α if annealed
-    (default: 0.5, the paper's; 0.01 for the soft policy outside the differential game, tuned on seed 100 of three
-    particle tasks, docs/pr2_continuous.md 'Deviations')"""
+    """temperature α of the soft value (Eq. 11) and of ρ's target (Eq. 12), the final α if annealed (default: 0.5, the
+    paper's; 0.01 for the soft policy off the differential game, tuned: docs/pr2_continuous.md 'Deviations')"""
     alpha_start: float | None = None
     """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default with the soft
     policy: 50 differential, 40 × --alpha otherwise; --alpha, i.e. no annealing, with the deterministic one)"""
     anneal_steps: int = 3_000
     """gradient steps over which α goes from --alpha-start to --alpha"""
     soft_marginal: Literal["rho", "uniform"] = "rho"
-    """soft policy: the opponent samples behind Q^i(s, a^i): 'rho' draws them from ρ(·|s, a^i) conditioned on the
-    candidate own action (level-1 reasoning); 'uniform' draws them uniformly (the ablation without ρ)"""
+    """soft policy: opponent samples behind Q^i(s, a^i), 'rho' from ρ(·|s, a^i) (level 1) or 'uniform' (without ρ)"""
     policy_particles: int = 8
     """soft policy: particles of π per state in its SVGD update, split like ρ's"""
     rho_uniform_share: float | None = None
@@ -86,12 +82,10 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     kernel_update_ratio: float = 0.5
     """share of the K particles that are moved; the rest are held fixed to build the SVGD direction"""
     actor_objective: Literal["softmax", "mean"] = "softmax"
-    """the actor's aggregate over ρ's samples b_k: 'softmax' α·log mean_k exp(Q(s, μ(s), b_k)/α) (the original) or
-    'mean' E_ρ[Q] (Eqs. 6/7)"""
+    """the actor's aggregate over ρ's samples: 'softmax' α·log mean_k exp(Q/α) (the original) or 'mean' (Eqs. 6/7)"""
     critic_target: Literal["uniform", "rho", "policies"] = "uniform"
-    """V(s') in the critics' target, at the target policy's a'^i: 'uniform' Eq. 11's α·log E_U[exp(Q/α)] over uniform
-    opponent actions (--uniform-estimator); 'rho' E_ρ[Q] over ρ(·|s', a'^i) (level-1); 'policies' Q at the other
-    agents' target policies at o'^j (MADDPG's centralised target). docs/pr2_continuous.md 'Critic targets'"""
+    """V(s') in the critics' target at the target policy's a'^i: 'uniform' Eq. 11's α·log E_U[exp(Q/α)] over uniform
+    opponents (--uniform-estimator); 'rho' E_ρ[Q] over ρ(·|s', a'^i); 'policies' Q at the others' target actions"""
     uniform_estimator: Literal["mc", "importance"] = "mc"
     """--critic-target uniform: 'mc' plain Monte Carlo over M uniform samples shared by the batch (biased low at small
     α); 'importance' M uniform + M samples near ρ's, weighted by that mixture's density (nearly unbiased)"""
@@ -171,10 +165,9 @@ def resolve_args(args: Args) -> Args:
 
 # ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
 class MLP(nn.Module):
-    """f(x_1, ..., x_n) with 2 hidden ReLU layers; squash=True tanh-squashes the output into [-1, 1] (raw=True then
-    returns the pre-squash u of x = tanh u, where SVGD moves the samplers). As in the original code, the first layer
-    sums one linear map per input (= a linear map of their concatenation), so that an input shared by many particles
-    is mapped once and broadcast: obs [B, 1, o] with particles [B, K, d] -> [B, K, out]."""
+    """f(x_1, ..., x_n); squash=True tanh-squashes the output into [-1, 1] (raw=True: the pre-squash u of x = tanh u,
+    where SVGD moves the samplers). As in the original code, the first layer sums one linear map per input (= a map of
+    their concatenation): an input shared by many particles is mapped once, [B, 1, o] with [B, K, d] -> [B, K, out]."""
 
     def __init__(self, in_dims: list[int], out_dim: int, hidden: int, squash: bool = False):
         super().__init__()
@@ -229,26 +222,25 @@ class PR2Agent(nn.Module):
         noise = torch.randn(obs.shape[0], n, self.act_dim, device=obs.device)
         return (self.target_actor if target else self.actor)(obs[:, None], noise, raw=raw)
 
-    def act(self, obs, explore: bool):
-        """The action at obs [.., o]: μ(s) (deterministic); a sample of π, or without exploration π's mean action
-        (over 64 fixed noise draws, like the mean of SAC's Gaussian), for the soft policy."""
+    @torch.no_grad()
+    def act(self, observation, explore: bool) -> np.ndarray:
+        """The action in [-1, 1] at one observation o^i: μ(o^i) (deterministic); a sample of π, or without exploration
+        π's mean action (over 64 fixed noise draws, like the mean of SAC's Gaussian), for the soft policy."""
+        obs = torch.as_tensor(observation, dtype=torch.float32, device=next(self.parameters()).device)
         if not self.stochastic:
-            return self.actor(obs)
+            return self.actor(obs).cpu().numpy()
         if not explore:
-            return self.actor(obs[..., None, :], self.mean_action_noise).mean(-2)
-        return self.actor(obs, torch.randn(*obs.shape[:-1], self.act_dim, device=obs.device))
+            return self.actor(obs[None], self.mean_action_noise).mean(0).cpu().numpy()
+        return self.actor(obs, torch.randn(self.act_dim, device=obs.device)).cpu().numpy()
 
 
 # ALGO LOGIC: the SVGD sampler (Liu & Wang 2016), amortised as in soft Q-learning (Haarnoja et al. 2017).
 def rbf_kernel(x, y):
-    """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h.
-
-    x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B].
-    The median is the (n//2 + 1)-th largest of the n = Kx·Ky squared distances, as in soft Q-learning's kernel.
-    """
+    """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h:
+    x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B]."""
     diff = x[:, :, None, :] - y[:, None, :, :]
     sq_dist = diff.pow(2).sum(-1)
-    n = sq_dist.shape[1] * sq_dist.shape[2]
+    n = sq_dist.shape[1] * sq_dist.shape[2]  # the median is the (n//2 + 1)-th largest, as in soft Q-learning's kernel
     median = sq_dist.detach().flatten(1).kthvalue(n - n // 2, dim=1).values
     h = torch.clamp(median / np.log(x.shape[1]), min=1e-3)
     kappa = torch.exp(-sq_dist / h[:, None, None])
@@ -257,11 +249,9 @@ def rbf_kernel(x, y):
 
 
 def svgd_direction(fixed, score, updated):
-    """Stein variational direction φ(y_l) = mean_j [κ(x_j, y_l) ∇log p(x_j) + ∇_{x_j} κ(x_j, y_l)].
-
-    fixed x [B, Kx, d], score ∇_x log p(x) [B, Kx, d], updated y [B, Ky, d] -> φ [B, Ky, d].
-    The first term pulls particles towards high density, the second pushes them apart.
-    """
+    """Stein variational direction φ(y_l) = mean_j [κ(x_j, y_l) ∇log p(x_j) + ∇_{x_j} κ(x_j, y_l)]: the first term
+    pulls particles towards high density, the second pushes them apart.
+    fixed x [B, Kx, d], score ∇_x log p(x) [B, Kx, d], updated y [B, Ky, d] -> φ [B, Ky, d]."""
     kappa, grad_x_kappa, _ = rbf_kernel(fixed, updated)
     return (kappa[..., None] * score[:, :, None, :] + grad_x_kappa).mean(1)
 
@@ -274,8 +264,7 @@ def amortised_svgd_loss(log_density, fixed, updated, signs=None):
     direction); updated [B, Ky, d]: pre-squash samples with the graph. The gradient of -Σ⟨φ(u), u⟩ is -φ·∂u/∂params,
     so one optimiser step moves every updated particle along φ. log_density maps x [B, Kx, d] to [B, Kx].
     signs [d] (±1) flips ∇log_density per dimension, the Jacobian term kept: the block-signed score of the side-aware
-    ρ, whose particles then settle where the + dims climb and the - dims descend the density (soft saddle points).
-    """
+    ρ, whose particles then settle where the + dims climb and the - dims descend the density (soft saddle points)."""
     fixed = fixed.detach().requires_grad_(True)
     log_jacobian = 2 * (np.log(2) - fixed - nn.functional.softplus(-2 * fixed)).sum(-1)  # Σ log(1 - tanh² u), stable
     if signs is None:
@@ -413,17 +402,15 @@ def critic_losses(agents, i: int, batch: dict, alpha: float, args: Args):
 
 
 def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: Args):
-    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d.
-    K particles of ρ at (s, a^i) are split into fixed ones (they define the direction) and moved ones; SVGD moves
-    them before the tanh (amortised_svgd_loss), so the squashed samples x follow Eq. 12 itself. With adversaries
-    (--opponent-model sides) their blocks follow -∇Q/α (agent.opponent_signs). Returns (surrogate loss, the fixed
-    particles x [B, Kx, d] detached, reused as the deterministic actor's opponent samples)."""
+    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d, with
+    K particles at (s, a^i), fixed and moved ones (amortised_svgd_loss); with adversaries (--opponent-model sides)
+    their blocks follow -∇Q/α (agent.opponent_signs). Returns (surrogate loss, the fixed particles x [B, Kx, d]
+    detached, reused as the deterministic actor's opponent samples)."""
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_opponents(state, own_action, n_fixed, raw=True)
-    updated = agent.sample_opponents(state, own_action, args.kernel_particles - n_fixed, raw=True)
-    with torch.no_grad():
         q_individual = agent.individual_critic(state, own_action)  # Eq. 11's normaliser: no effect on ∇_x
+    updated = agent.sample_opponents(state, own_action, args.kernel_particles - n_fixed, raw=True)
 
     def log_density(x):  # Eq. 12, log ρ(x)
         q_joint = agent.joint_critic(state[:, None], own_action[:, None], x)
@@ -433,12 +420,10 @@ def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: 
 
 
 def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args: Args):
-    """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i).
-
-    softmax (original code): J = α·log mean_k exp(Q(s, μ(s), b_k)/α); mean: J = mean_k Q(s, μ(s), b_k) (Eqs. 6/7).
-    Q is evaluated at s, fixing the original code's Q(s', μ(s), ·) (spec §5.5). Returns (surrogate loss, -J).
-    The gradient ∂J/∂a at a = μ(s) is taken with Q held fixed, so this loss trains only the actor.
-    """
+    """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i): J = α·log mean_k exp(Q(s, μ(s),
+    b_k)/α) (softmax, the original code's) or mean_k Q(s, μ(s), b_k) (mean, Eqs. 6/7). Q is evaluated at s, fixing the
+    original code's Q(s', μ(s), ·) (spec §5.5), and held fixed in ∂J/∂a, so this loss trains only the actor.
+    Returns (surrogate loss, -J)."""
     action = agent.actor(obs)
     action_leaf = action.detach().requires_grad_(True)
     q = agent.joint_critic(state[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
@@ -448,21 +433,16 @@ def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args
 
 
 def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
-    """Agent i's value Q^i(s, a^i) of candidate own actions, state [B, c], own [B, K, a] -> [B, K].
-
-    'rho': α·log mean_k exp(Q(s, a^i, b_k)/α) over b_k ~ ρ(·|s, a^i) drawn at each candidate a^i, the gradient
-    flowing through ρ's response (the original code's soft-max actor objective at candidate actions, docs deviation
-    3). With the exact ρ ∝ exp(Q/α) it estimates α·log E_ρ[exp(Q/α)] = 2·V_u(α/2) - V_u(α), V_u(α) = α·log
-    E_U[exp(Q/α)] the uniform soft value: a sharper soft max than Eq. 11, not Eq. 11. With adversaries (--opponent-model
-    sides) the mean of Q over ρ's samples: ρ already soft-maxes over teammates and soft-mins over adversaries, and a
-    soft max over its samples would be optimistic about the adversaries again. 'uniform': V_u(α) by plain MC.
-    """
-    n_samples = args.marginal_particles
+    """Agent i's value Q^i(s, a^i) of candidate own actions, state [B, c], own [B, K, a] -> [B, K]. 'rho': α·log
+    mean_k exp(Q(s, a^i, b_k)/α) over b_k ~ ρ(·|s, a^i) drawn at each candidate a^i, the gradient flowing through ρ's
+    response (the original code's soft-max actor objective at candidate actions): with the exact ρ a sharper soft max
+    than Eq. 11, not Eq. 11 (docs deviation 3). With adversaries (--opponent-model sides) the mean of Q: ρ already
+    soft-mins over them, and a soft max over its samples would be optimistic again. 'uniform': V_u(α) by plain MC."""
     if args.soft_marginal == "rho":
-        noise = torch.randn(*own.shape[:2], n_samples, agent.opp_dim, device=own.device)
+        noise = torch.randn(*own.shape[:2], args.marginal_particles, agent.opp_dim, device=own.device)
         opponents = agent.opponent_model(state[:, None, None], own[:, :, None], noise)
     else:
-        opponents = 2 * torch.rand(n_samples, agent.opp_dim, device=own.device) - 1
+        opponents = 2 * torch.rand(args.marginal_particles, agent.opp_dim, device=own.device) - 1
     q = agent.joint_critic(state[:, None, None], own[:, :, None], opponents).squeeze(-1)
     return q.mean(-1) if args.soft_marginal == "rho" and agent.opponent_signs is not None else soft_value(q, alpha)
 
@@ -470,10 +450,8 @@ def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
 def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
     """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a, Q^i the soft marginal above, by amortised SVGD
     before the tanh (the machinery that trains ρ). Not the maximum-entropy optimum of Eqs. 10/11: the critic backs up
-    V(s') with no -α·log π term, and Q^i is not Eq. 11's value (soft_marginal).
-
-    Returns (surrogate loss, -mean Q^i(s, a^i) of the policy's samples, the fixed samples a [B, Kx, a] detached).
-    """
+    V(s') with no -α·log π term, and Q^i is not Eq. 11's value (soft_marginal). Returns (surrogate loss, -mean
+    Q^i(s, a^i) of the policy's samples, the fixed samples a [B, Kx, a] detached)."""
     n_fixed = args.policy_particles - int(args.policy_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_actions(obs, n_fixed, raw=True)
@@ -538,12 +516,11 @@ class OUNoise:
         return self.state
 
 
-@torch.no_grad()
-def explore(agents, names, obs: dict, noises, noise_scale: float, device) -> list[np.ndarray]:
+def explore(agents, names, obs: dict, noises, noise_scale: float) -> list[np.ndarray]:
     """Each agent's exploring action in [-1, 1]: μ_θ(s) plus scheduled OU noise, clipped; or a sample of π."""
     actions = []
     for agent, noise, name in zip(agents, noises, names):
-        action = agent.act(torch.as_tensor(obs[name], device=device), explore=True).cpu().numpy()
+        action = agent.act(obs[name], explore=True)
         actions.append(action if agent.stochastic else np.clip(action + noise_scale * noise.sample(), -1.0, 1.0))
     return actions
 
@@ -568,15 +545,10 @@ def opponent_signs(names: list[str], act_dims: list[int], args: Args) -> list[to
     return [sign if args.opponent_model == "sides" and (sign < 0).any() else None for sign in signs]
 
 
-@torch.no_grad()
-def noise_free(agent: PR2Agent, observation, device="cpu") -> np.ndarray:
-    """The agent's noise-free action in [-1, 1] at one observation, μ(o^i) or π's mean action: what evaluation plays."""
-    return agent.act(torch.as_tensor(observation, dtype=torch.float32, device=device), False).cpu().numpy()
-
-
-def noise_free_actions(agents, env, obs: dict, *, device) -> dict:
+def noise_free_actions(agents, env, obs: dict) -> dict:
+    """What evaluation plays: every agent's noise-free action (μ(o^i) or π's mean action), in the env's units."""
     names = env.possible_agents
-    return {n: to_env_action(noise_free(agent, obs[n], device), env.action_space(n)) for n, agent in zip(names, agents)}
+    return {n: to_env_action(agent.act(obs[n], False), env.action_space(n)) for n, agent in zip(names, agents)}
 
 
 def load_policies(path: str, device: str = "cpu") -> dict:
@@ -585,33 +557,32 @@ def load_policies(path: str, device: str = "cpu") -> dict:
     dims = [checkpoint[key] for key in ("obs_dims", "act_dims", "state_dim")]
     agents = build_agents(*dims, Args(**checkpoint["args"])).to(device)
     agents.load_state_dict(checkpoint["agents"])
-    return {name: partial(noise_free, agent, device=device) for name, agent in zip(checkpoint["agent_names"], agents)}
+    return {name: partial(agent.act, explore=False) for name, agent in zip(checkpoint["agent_names"], agents)}
 
 
-@torch.no_grad()
-def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args: Args, device) -> dict:
+def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args: Args) -> dict:
     """The scalars of a log entry besides the episodes': losses, α, the noise scale, and on games with 1-D actions
     (the differential game) the noise-free action, to plot the learning path."""
     scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
     for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
-        scalars[f"charts/action/{name}"] = noise_free(agent, obs[name], device).item()
+        scalars[f"charts/action/{name}"] = agent.act(obs[name], False).item()
     scalars["charts/alpha"] = temperature(args, max(n_updates - 1, 0))  # the α of the last update, not of the next
     if args.policy == "deterministic":
         scalars["charts/noise_scale"] = noise_scale
     return scalars
 
 
-def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> dict:
+def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> tuple:
     """Load a checkpoint's networks, optimiser, buffer, noise and random state; return its counters."""
     modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
     run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
     run.restore_rng_state(checkpoint["rng"])
     for noise, saved in zip(noises, checkpoint["noise"]):
         noise.state[:] = saved
-    counters = {key: checkpoint[key] for key in ("step", "n_updates", "episode", "losses", "train_from")}
+    train_from = checkpoint["train_from"]
     if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
-        counters["train_from"] = counters["step"] + max(args.batch_size, args.learning_starts)
-    return counters
+        train_from = checkpoint["step"] + max(args.batch_size, args.learning_starts)
+    return checkpoint["step"], checkpoint["n_updates"], checkpoint["episode"], checkpoint["losses"], train_from
 
 
 SCRIPT = os.path.basename(__file__)
@@ -651,13 +622,12 @@ def main(args: Args, checkpoint: dict | None = None):
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device, state_dim)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = run.parse_schedule(args.noise_schedule)
-    counters = dict(step=0, n_updates=0, episode=0, losses={}, train_from=0)
+    start, n_updates, episode, losses, train_from = 0, 0, 0, {}, 0
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
-        counters = restore(checkpoint, agents, optimizer, buffer, noises, args)
-    start_step, n_updates, episode, losses, train_from = counters.values()
+        start, n_updates, episode, losses, train_from = restore(checkpoint, agents, optimizer, buffer, noises, args)
     session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario), UNREAD_FLAGS[args.policy])
     eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
-    evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents, device=device), args.eval_episodes)
+    evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents), args.eval_episodes)
 
     def training_state(step: int) -> dict:
         """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
@@ -672,10 +642,10 @@ def main(args: Args, checkpoint: dict | None = None):
 
     # TRY NOT TO MODIFY: start the game
     obs, _ = env.reset(seed=run.episode_seed(args.seed, episode))
-    for global_step in range(start_step, args.total_timesteps):
+    for global_step in range(start, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise; the soft policy samples π instead
         noise_scale = run.schedule_value(noise_schedule, global_step)
-        unit_actions = explore(agents, names, obs, noises, noise_scale, device)
+        unit_actions = explore(agents, names, obs, noises, noise_scale)
         if not np.isfinite(np.concatenate(unit_actions)).all():
             raise SystemExit(f"{SCRIPT}: error: non-finite action at step {global_step}; try a lower lr")
         env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
@@ -705,7 +675,7 @@ def main(args: Args, checkpoint: dict | None = None):
                 raise SystemExit(f"{SCRIPT}: error: non-finite {', '.join(bad)} at step {global_step}; try a lower lr")
 
         # TRY NOT TO MODIFY: log, evaluate and save when due; on Ctrl-C save and exit
-        charts_now = partial(charts, agents, names, obs, losses, noise_scale, n_updates, args, device)
+        charts_now = partial(charts, agents, names, obs, losses, noise_scale, n_updates, args)
         session.end_step(global_step + 1, charts_now, training_state, evaluate)
     session.finish(training_state, evaluate)
     env.close()
