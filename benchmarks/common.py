@@ -73,8 +73,7 @@ def save_json(path: Path, data):
 
 
 def train_once(folder: Path, command: list[str]) -> tuple[Path, dict]:
-    """Train `command` in `folder` unless timing.json says that command finished there (an interrupted or different
-    run starts again from scratch): (the run's TensorBoard folder, its {wall_time, cpu_time})."""
+    """Train `command` in `folder` unless timing.json says it finished there: (TensorBoard folder, its timing)."""
     timing_path, shown = folder / "timing.json", display_command(command)
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     if timing.pop("command", None) == shown:

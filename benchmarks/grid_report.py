@@ -241,8 +241,7 @@ def verdicts(crossed: dict) -> list[tuple]:
     found = []
     for task, (pr2, baseline), side in itertools.product(grid.ADVERSARIAL, grid.PAIRS, SIDES):
         mine = (task, pr2, baseline) if side == "good" else (task, baseline, pr2)
-        reference = (task, baseline, baseline)
-        by_seed = [{r["seed"]: r[side] for r in crossed.get(key, [])} for key in (mine, reference)]
+        by_seed = [{r["seed"]: r[side] for r in crossed.get(key, [])} for key in (mine, (task, baseline, baseline))]
         if seeds := sorted(set(by_seed[0]) & set(by_seed[1])):
             found.append((task, pr2, baseline, side, seeds, *([s[seed] for seed in seeds] for s in by_seed)))
     return found

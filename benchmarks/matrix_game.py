@@ -61,8 +61,6 @@ def main():
               f"over the last 200 iterations pi1 spans [{tail[:, 0].min():.2f}, {tail[:, 0].max():.2f}] and pi2 spans "
               f"[{tail[:, 1].min():.2f}, {tail[:, 1].max():.2f}].", "", "![PR2-Q vs IGA](matrix_game.png)"]  # fmt: skip
     (cli.out / "matrix_game.md").write_text("\n".join(lines) + "\n")
-
-    # the style of Fig. 3: learning paths, then policies and opponent models over time for the first seed
     plt, fig, axes = panels(4, (5, 4.8))
     ax, axes, first, steps = axes[0, 0], axes[0, 1:], cli.seeds[0], np.arange(1, cli.iterations + 1)
     for m, color in zip(MODELS, ("tab:blue", "tab:red")):

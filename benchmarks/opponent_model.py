@@ -1,11 +1,8 @@
 """Benchmark: what the opponent model ρ adds over uniform opponent samples on the differential games.
 
-    python benchmarks/opponent_model.py --gaps      # from the exact reward, no training: opponent_model_gaps.md
-    python benchmarks/opponent_model.py --train     # 10 seeds of every configuration on every game: opponent_model.md
-    python benchmarks/opponent_model.py --train --report-only   # the report from the runs finished so far
-
---gaps: each role's soft values with uniform opponent samples, with ρ at Eq. 12 and under a best response (as the report
-defines them). --train: each (game, configuration, seed) one resumable run of the script (common.differential_run).
+python benchmarks/opponent_model.py --gaps      # from the exact reward, no training: opponent_model_gaps.md
+python benchmarks/opponent_model.py --train     # 10 seeds of every configuration on every game: opponent_model.md
+python benchmarks/opponent_model.py --train --report-only   # the report from the runs finished so far
 """
 
 import argparse
@@ -78,10 +75,8 @@ def partner_grid(roles: list[str], agent: int, step: float = STEP):
 def soft_values(reward, roles: list[str], agent: int, own, alphas):
     """Agent `agent`'s V_u and V_ρ [len(alphas), len(own)] and V_br [len(own)] at own actions `own` (env units)."""
     partners, log_w = partner_grid(roles, agent)
-    r = np.empty((len(own), len(partners)))  # [own action, partners' actions]
-    for k, a in enumerate(own):
-        partners[:, agent] = a
-        r[k] = reward(partners)
+    own_column = np.arange(len(roles)) == agent
+    r = np.array([reward(np.where(own_column, a, partners)) for a in own])  # [own action, partners' actions]
     v_u = np.array([alpha * logsumexp(r / alpha + log_w, axis=1) for alpha in alphas])  # α·log Σ_b w_b exp(r/α)
     v_rho = np.array([alpha * logsumexp(2 * r / alpha + log_w, axis=1) for alpha in alphas]) - v_u  # 2·V_u(α/2) - V_u
     return v_u, v_rho, r.max(1)
@@ -189,11 +184,11 @@ def train(games: list[str], configs: list[tuple], args: argparse.Namespace, name
                 done[(game, label, seed)] = result
                 action = ", ".join(f"{a:+.2f}" for a in result["final_action"])
                 print(f"{game} {label} seed {seed}: ({action}) global optimum: {result['success']}", flush=True)
-    results = {game: {label: [done[key] for seed in sorted(args.seeds) if (key := (game, label, seed)) in done]
-                      for label, _, _ in configs} for game in games}  # fmt: skip
-    if args.report_only:
-        results = {game: {label: rows for label, rows in by.items() if rows} for game, by in results.items()}
-        results = {game: by_label for game, by_label in results.items() if by_label}
+    results = {}
+    for game, (label, _, _) in itertools.product(games, configs):
+        rows = [done[key] for seed in sorted(args.seeds) if (key := (game, label, seed)) in done]
+        if rows or not args.report_only:
+            results.setdefault(game, {})[label] = rows
     return results, sorted(failed)
 
 
@@ -213,7 +208,6 @@ def write_report(results: dict, failed: list, configs: list[tuple], args, title:
         "| configuration | script and flags | what it is |", "|---|---|---|",
         *(f"| {label} | `{' '.join([script, *flags])}` | {CONFIGS.get(label, ('', ''))[1]} |"
           for label, script, flags in configs if label in shown), "",
-        # what differential_tables reports
         f"**Global optimum**: the final noise-free joint action (the last logged `charts/action/*`) within "
         f"{SUCCESS_RADIUS:g} env unit of (5, …, 5), where the reward is 10; the local optimum (−5, …, −5) pays 0. "
         "**Final reward**: the reward there; **evaluation return**: `eval/episodic_return` of the one evaluation "

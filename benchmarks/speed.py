@@ -1,10 +1,7 @@
 """Speed benchmark: gradient steps per second of pr2_continuous.py's update, one process, one thread.
 
-    python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
-    python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
-
-Each configuration times `update()` on the script's agents and random transitions: the median of --repeats, per CPU
-second of the process (which other processes do not inflate) and per wall-clock second.
+python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
+python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
 """
 
 import argparse
@@ -45,7 +42,7 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: st
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
     synchronise = torch.cuda.synchronize if device == "cuda" else lambda: None
     synchronise()
-    start, start_cpu = time.perf_counter(), time.process_time()
+    start, start_cpu = time.perf_counter(), time.process_time()  # the process's CPU time: others do not inflate it
     for n_updates in range(10, 10 + steps):
         pr2.update(agents, optimizer, buffer.sample(args.batch_size), n_updates, args)
     synchronise()  # CUDA runs asynchronously: the clock stops when the GPU has finished
