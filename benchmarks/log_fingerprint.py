@@ -26,6 +26,8 @@ PARTICLE = "--env particle --total-timesteps 1200 --learning-starts 400 --eval-e
 COMMANDS = {name: command.split() for name, command in {  # name -> the command's words
     "continuous_soft": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3",
     "continuous_deterministic": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3 --policy deterministic",
+    "continuous_sides_rho": f"pr2_continuous.py {PARTICLE} --log-every 200 --seed 3 --scenario simple_adversary "
+    "--critic-target rho --opponent-model sides",
     "continuous_differential": "pr2_continuous.py --env differential --total-timesteps 500 --learning-starts 200 "
     "--save-model",
     "discrete_pr2q": "pr2_discrete.py --env matrix --total-timesteps 300 --save-model --seed 2",
@@ -34,6 +36,7 @@ COMMANDS = {name: command.split() for name, command in {  # name -> the command'
     "maddpg": f"baselines/maddpg.py {PARTICLE} --log-every 200 --seed 4",
     "ddpg": f"baselines/ddpg.py {PARTICLE} --log-every 200 --seed 4",
     "ddpg_om": f"baselines/ddpg_om.py {PARTICLE} --log-every 200 --seed 4",
+    "masql": f"baselines/masql.py {PARTICLE} --log-every 200 --seed 4",
 }.items()}  # fmt: skip
 
 
