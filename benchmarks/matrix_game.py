@@ -17,7 +17,7 @@ from utils.envs import MATRIX_GAMES  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
 AGENTS = ("agent_0", "agent_1")
-MODELS = {"empirical": "empirical (count) rho", "eq12": "Eq. 12 rho"}
+MODELS = {"empirical": "empirical (count)", "eq12": "Eq. 12"}  # opponent models
 
 
 def run_pr2q(seed: int, model: str, iterations: int, workdir: Path) -> dict:
@@ -48,24 +48,26 @@ def main():
         "'hit' = both agents within 0.05 of 0.5.", "",
         "Command: `python benchmarks/matrix_game.py` (runs `python pr2_discrete.py --env matrix --seed S "
         "--opponent-model {empirical,eq12}` for each seed).", "",
-        "| seed | " + " | ".join(f"PR2-Q {name}: agent_0 | agent_1 | hit" for name in MODELS.values()) + " |",
+        "| seed | " + " | ".join(f"PR2-Q {name} rho: agent_0 | agent_1 | hit" for name in MODELS.values()) + " |",
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for k, seed in enumerate(cli.seeds):
         cells = [f"{ends[m][k, 0]:.3f} | {ends[m][k, 1]:.3f} | {'yes' if hits[m][k] else 'no'}" for m in MODELS]
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     last, tail = iga_path[-100:].mean(0), iga_path[-200:]
-    lines += ["", *(f"**PR2-Q, {name}: {hits[m].sum()}/{len(cli.seeds)} seeds within 0.05 of (0.5, 0.5).**  "
-                    for m, name in MODELS.items())]  # fmt: skip
-    lines += ["", f"IGA from (0, 0.9), step 0.01: mean of the last 100 iterations ({last[0]:.3f}, {last[1]:.3f}); "
-              f"over the last 200 iterations pi1 spans [{tail[:, 0].min():.2f}, {tail[:, 0].max():.2f}] and pi2 spans "
-              f"[{tail[:, 1].min():.2f}, {tail[:, 1].max():.2f}].", "", "![PR2-Q vs IGA](matrix_game.png)"]  # fmt: skip
+    found = (f"PR2-Q, {name} opponent model: {hits[m].sum()}/{len(cli.seeds)}" for m, name in MODELS.items())
+    lines += ["", *(f"**{text} seeds within 0.05 of (0.5, 0.5).**  " for text in found)]
+    spans = " and ".join(f"pi{k + 1} spans [{tail[:, k].min():.2f}, {tail[:, k].max():.2f}]" for k in range(2))
+    settled = "keeps cycling" if np.ptp(tail, 0).max() > 0.5 else "has settled"
+    iga_line = f"IGA from (0, 0.9), step 0.01: mean of the last 100 iterations ({last[0]:.3f}, {last[1]:.3f}); "
+    lines += ["", f"{iga_line}over the last 200 iterations {spans}: it {settled}.", ""]
+    lines.append("![PR2-Q vs IGA](matrix_game.png)")
     (cli.out / "matrix_game.md").write_text("\n".join(lines) + "\n")
     plt, fig, axes = panels(4, (5, 4.8))
     ax, axes, first, steps = axes[0, 0], axes[0, 1:], cli.seeds[0], np.arange(1, cli.iterations + 1)
     for m, color in zip(MODELS, ("tab:blue", "tab:red")):
         for k, seed in enumerate(cli.seeds):
-            label = None if k else f"PR2-Q, {MODELS[m]}"
+            label = None if k else f"PR2-Q, {MODELS[m]} rho"
             ax.plot(*traces[m][seed]["policy"].T, color=color, lw=0.8, alpha=0.6, label=label)
         ax.plot(*ends[m].T, "o", color=color, mec="k", ms=6, label=f"{m}: last-100 means")
     ax.plot(*iga_path.T, color="tab:gray", lw=0.8, label="IGA from (0, 0.9)")
