@@ -16,6 +16,7 @@ from benchmarks.common import panels, versions
 
 CONFIDENCE = 0.95
 SIDES = ("good", "adversary")
+TITLES = {"critic_tuning": "Tuning the soft policy's critic target and opponent model"}
 # scipy warns where all seeds give the same value; the interval is then that value, as it should be
 warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
 
@@ -101,7 +102,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
     command = " ".join(["python benchmarks/run_grid.py", *(flag for flag in argv if flag != "--report-only")])
     where = f"dispatched to Ray at `{args.ray_address}`" if args.ray_address else f"{args.workers} at a time"
     lines = [
-        f"# PR2 against MADDPG, DDPG, DDPG-OM and MASQL ({args.budget} budget)", "",
+        f"# {TITLES.get(args.budget, 'PR2 against MADDPG, DDPG, DDPG-OM and MASQL')} ({args.budget} budget)", "",
         f"Command: `{command}`  ",
         f"Extra flags (else each script's defaults): `{' '.join(grid.BUDGETS[args.budget].flags)}` on every run  ",
         f"Seeds asked for: {planned_seeds(planned, tasks)}; {len(finished)} of {sum(map(len, planned.values()))} "

@@ -102,8 +102,9 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
     args.keep_dir = str(kept)
     run_grid.main(args, [])
     regenerated, committed = (tmp_path / "out/grid_like_for_like.md").read_text(), COMMITTED.read_text()
-    assert "94 of 109 runs finished" in regenerated and "Not computed" not in regenerated  # MASQL's 15 to come
-    assert len(table_numbers(committed)) == 5 + 25 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
+    finished = len([path for path in kept.rglob("result.json") if "cross_play" not in path.parts])
+    assert f"{finished} of 109 runs finished" in regenerated and "Not computed" not in regenerated
+    assert len(table_numbers(committed)) >= 5 + 25 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
     assert table_numbers(regenerated) == table_numbers(committed)
     assert [path.name for path in sorted((tmp_path / "out").glob("*.png"))] == [
         f"grid_like_for_like_{task}.png" for task in sorted(grid.TASKS)
