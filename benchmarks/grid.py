@@ -56,9 +56,8 @@ ADVERSARIAL = ("simple_adversary", "simple_push", "simple_tag")  # agents named 
 VARIANTS = ("pr2_soft", "pr2_ac")
 ABLATIONS = {"pr2_soft_own": "the state", "pr2_soft_uniform": "ρ"}  # ablation of pr2_soft -> what it takes away
 BASELINE = "maddpg"
-PAIRS = tuple(
-    (label, BASELINE) for label in (*VARIANTS, *ABLATIONS, "masql", *CANDIDATES)
-)  # (PR2 label, baseline): cross-play and speed
+# (label, baseline) for cross-play and speed: PR2's variants and ablations, MASQL, the tuning candidates
+PAIRS = tuple((label, BASELINE) for label in (*VARIANTS, *ABLATIONS, "masql", *CANDIDATES))
 SCHEDULE = ("total_timesteps", "learning_starts", "train_frequency", "batch_size")  # "same update schedule"
 LAST_EVALUATIONS = 3  # the headline averages this many of a run's last evaluations
 

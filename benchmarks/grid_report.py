@@ -271,8 +271,8 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
     wins in cross-play") averaged over the two sides. The score sums the per-task means over the stage's seeds, each
     standardised across the stage's candidates (scipy.stats.zscore). Screen: seed 100, every candidate. Confirm: seeds
     100-102, the candidates that have them, with Welch's interval of each task's difference between the first two."""
-    measures = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in results.get((grid.TASKS[0], label), {}).items()}}
-                for label in grid.CANDIDATES}  # fmt: skip
+    spread = {label: results.get((grid.TASKS[0], label), {}) for label in grid.CANDIDATES}
+    measures = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in runs.items()}} for label, runs in spread.items()}
     for task, label, _, _, seeds, mine, reference in verdicts(crossed):
         if label in measures:
             gains = measures[label].setdefault(task, {})
