@@ -26,7 +26,6 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     """particle: the mpe2 scenario (default simple_spread); differential: 'paper' (default), 'code' (/3 formula), ..."""
     max_cycles: int = 25
     """steps per particle episode"""
-
     # Training. Fields left at None take the per-env default in ENV_DEFAULTS (printed in the hyperparameter table).
     total_timesteps: int | None = None
     """environment steps (default: differential 6,000 soft, 16,000 deterministic (the original code's); 100,000)"""
@@ -51,19 +50,14 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     hidden_size: int = 100
     """units in each of the two hidden layers of every network"""
     critic_input: Literal["state", "own"] | None = None
-    """what the critics and ρ see: 'state', the env's global state (its state(), else all observations), or 'own',
-    agent i's observation (the original code's; default for the deterministic policy and on the differential game)"""
-
+    """what the critics and ρ see: 'state' (global) or 'own' (o^i; default if deterministic or differential)"""
     # PR2
     policy: Literal["soft", "deterministic"] = "soft"
-    """'soft': our energy-based π(a^i|s) ∝ exp(Q^i(s, a^i)/α), Q^i from ρ's responses, sampled by amortised SVGD, α
-    annealed (docs/pr2_continuous.md 'The soft policy'); 'deterministic': the original PR2-AC (OU noise, constant α)"""
+    """'soft': our energy-based π(a^i|s) ∝ exp(Q^i(s, a^i)/α), α annealed; 'deterministic': the original PR2-AC"""
     alpha: float | None = None
-    """temperature α of the soft value (Eq. 11) and of ρ's target (Eq. 12), the final α if annealed (default: 0.5, the
-    paper's; 0.01 for the soft policy off the differential game, tuned: docs/pr2_continuous.md 'Deviations')"""
+    """temperature α of Eqs. 11 and 12, the final one if annealed (default: 0.5; 0.01 soft off the differential game)"""
     alpha_start: float | None = None
-    """α at the first gradient step, annealed geometrically to --alpha over --anneal-steps (default with the soft
-    policy: 50 differential, 40 × --alpha otherwise; --alpha, i.e. no annealing, with the deterministic one)"""
+    """α at the first gradient step (default soft: 50 differential, 40 × --alpha otherwise; deterministic: --alpha)"""
     anneal_steps: int = 3_000
     """gradient steps over which α goes from --alpha-start to --alpha"""
     soft_marginal: Literal["rho", "uniform"] = "rho"
@@ -71,8 +65,7 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     policy_particles: int = 8
     """soft policy: particles of π per state in its SVGD update, split like ρ's"""
     rho_uniform_share: float | None = None
-    """soft policy: share of each minibatch's rows at which ρ is trained at a uniform own action in [-1, 1]^a instead
-    of at a policy sample, so that ρ knows the response where the policy could move (default: 0.5 differential; 0)"""
+    """soft policy: share of rows where ρ trains at a uniform own action, not π's (default: 0.5 differential; 0)"""
     marginal_particles: int = 4
     """soft policy: opponent samples per own-action particle in the soft marginal Q^i(s, a^i)"""
     value_particles: int | None = None
@@ -84,22 +77,16 @@ class Args(run.RunArgs):  # the flags every script shares (seed, --save-model, -
     actor_objective: Literal["softmax", "mean"] = "softmax"
     """the actor's aggregate over ρ's samples: 'softmax' α·log mean_k exp(Q/α) (the original) or 'mean' (Eqs. 6/7)"""
     critic_target: Literal["uniform", "rho", "policies"] = "uniform"
-    """V(s') in the critics' target at the target policy's a'^i: 'uniform' Eq. 11's α·log E_U[exp(Q/α)] over uniform
-    opponents (--uniform-estimator); 'rho' E_ρ[Q] over ρ(·|s', a'^i); 'policies' Q at the others' target actions"""
+    """V(s') in the critics' target: 'uniform' Eq. 11 over uniform opponents, 'rho' E_ρ[Q], 'policies' MADDPG's"""
     uniform_estimator: Literal["mc", "importance"] = "mc"
-    """--critic-target uniform: 'mc' plain Monte Carlo over M uniform samples shared by the batch (biased low at small
-    α); 'importance' M uniform + M samples near ρ's, weighted by that mixture's density (nearly unbiased)"""
+    """--critic-target uniform: 'mc' plain Monte Carlo (biased low at small α) or 'importance' (nearly unbiased)"""
     opponent_model: Literal["helpers", "sides"] = "helpers"
-    """'helpers': ρ models every other agent as helping agent i (Eq. 12); 'sides': teammates help and agents of another
-    team (--teams) work against it, ρ ∝ exp(-Q/α) in their block (soft minimax)"""
+    """'helpers': every other agent helps agent i (Eq. 12); 'sides': other teams (--teams) oppose it (soft minimax)"""
     teams: tuple[str, ...] = ()
-    """--opponent-model sides: teams as comma-separated agent names, e.g. '--teams adversary_0,adversary_1 agent_0'
-    (default: mpe2's adversary_* against the rest; one team on other envs)"""
-
+    """--opponent-model sides: teams of comma-separated agents (default: mpe2's adversary_* against the rest)"""
     # Exploration
     noise_schedule: str | None = None
-    """OU noise scale, piecewise constant 'step:scale,...', in [-1, 1] action units
-    (default: '0:1.0,1600:0.01,2666:0.001' differential, the original code's; '0:0.3,50000:0.1' otherwise)"""
+    """OU noise scale, piecewise constant 'step:scale,...' (default: differential '0:1.0,1600:0.01,2666:0.001')"""
     ou_theta: float = 0.15
     """OU mean reversion θ"""
     ou_sigma: float = 0.3
@@ -137,6 +124,8 @@ def resolve_args(args: Args) -> Args:
                  "marginal_particles"]:  # fmt: skip
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    ratio = args.kernel_update_ratio  # SVGD needs >= 2 fixed and >= 1 moved particles; PR2-AC's M come from the fixed
+    fixed = args.kernel_particles - int(args.kernel_particles * ratio)
     problems = [
         (args.learning_starts < 0, f"--learning-starts must be >= 0, got {args.learning_starts}"),
         (not 0 <= args.rho_uniform_share <= 1, f"--rho-uniform-share must be in [0, 1], got {args.rho_uniform_share}"),
@@ -147,16 +136,12 @@ def resolve_args(args: Args) -> Args:
         (args.teams and args.opponent_model == "helpers", "--teams is read by --opponent-model sides only: add it"),
         (args.uniform_estimator == "importance" and args.critic_target != "uniform", "--uniform-estimator importance "
          "is read by --critic-target uniform only: drop one"),
+        *((not (int(n * ratio) >= 1 and n - int(n * ratio) >= 2), f"--{flag.replace('_', '-')} {n} with "
+           f"--kernel-update-ratio {ratio} must leave >= 2 fixed and >= 1 moved particles")
+          for flag, n in [("policy_particles", args.policy_particles), ("kernel_particles", args.kernel_particles)]),
+        (args.policy == "deterministic" and args.value_particles > fixed, f"--value-particles {args.value_particles} "
+         f"exceeds the {fixed} fixed opponent-model particles: use at most {fixed} or raise --kernel-particles"),
     ]  # fmt: skip
-    for flag in ("policy_particles", "kernel_particles"):  # SVGD needs >= 2 particles to fix and >= 1 to move
-        moved = int(getattr(args, flag) * args.kernel_update_ratio)
-        bad = not (moved >= 1 and getattr(args, flag) - moved >= 2)
-        problems.append((bad, f"--{flag.replace('_', '-')} {getattr(args, flag)} with --kernel-update-ratio "
-                         f"{args.kernel_update_ratio} must leave >= 2 fixed and >= 1 moved particles"))  # fmt: skip
-    fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)  # PR2-AC's M come from these
-    problems.append((args.policy == "deterministic" and args.value_particles > fixed, f"--value-particles "
-                     f"{args.value_particles} exceeds the {fixed} fixed opponent-model particles: use at most {fixed} "
-                     "or raise --kernel-particles"))  # fmt: skip
     if problem := next((message for bad, message in problems if bad), None):
         raise ValueError(problem)
     run.parse_schedule(args.noise_schedule)
@@ -165,9 +150,7 @@ def resolve_args(args: Args) -> Args:
 
 # ALGO LOGIC: networks. Every network is the original code's MLP: 2 hidden ReLU layers, Xavier init, zero biases.
 class MLP(nn.Module):
-    """f(x_1, ..., x_n); squash=True tanh-squashes the output into [-1, 1] (raw=True: the pre-squash u of x = tanh u,
-    where SVGD moves the samplers). As in the original code, the first layer sums one linear map per input (= a map of
-    their concatenation): an input shared by many particles is mapped once, [B, 1, o] with [B, K, d] -> [B, K, out]."""
+    """f(x_1, ..., x_n), tanh-squashed if squash (raw=True: before it); the first layer sums a map of each input."""
 
     def __init__(self, in_dims: list[int], out_dim: int, hidden: int, squash: bool = False):
         super().__init__()
@@ -184,18 +167,9 @@ class MLP(nn.Module):
 
 
 class PR2Agent(nn.Module):
-    """Agent i's networks. o = own obs dim, c = critic input dim (the global state's, or o), a = own action dim,
-    d = opponents' joint action dim. The actor sees agent i's observation o^i, the critics and ρ see s (--critic-input).
-
-    | network             | maps                                         | shape                  |
-    |---------------------|----------------------------------------------|------------------------|
-    | actor               | deterministic μ_θ: o^i -> a^i                | [.., o] -> [.., a]     |
-    |                     | soft π_θ: o^i, ξ ~ N(0, I) -> a^i ~ π(·|o^i)  | [.., o+a] -> [.., a]   |
-    | joint_critic Q_ω    | s, a^i, a^-i -> Q^i(s, a^i, a^-i)            | [.., c+a+d] -> [.., 1] |
-    | individual_critic   | s, a^i -> Q^i(s, a^i)                        | [.., c+a] -> [.., 1]   |
-    | opponent_model ρ_φ  | s, a^i, ξ ~ N(0, I) -> a^-i ~ ρ(·|s, a^i)    | [.., c+a+d] -> [.., d] |
-    Target copies: target_actor, target_joint_critic (the individual critic has none, as in the original code).
-    """
+    """Agent i's networks; o, c, a, d: own obs, critic input (s or o: --critic-input), own and opponents' action dims.
+    actor μ_θ(o^i) or soft π_θ(o^i, ξ ~ N(0, I)) -> a^i, joint_critic Q_ω(s, a^i, a^-i), individual_critic Q^i(s, a^i),
+    opponent_model ρ_φ(s, a^i, ξ) -> a^-i; target copies of the actor and joint critic only (as the original code)."""
 
     def __init__(self, obs_dim, act_dim, opp_dim, hidden, stochastic=False, critic_dim: int | None = None):
         super().__init__()
@@ -224,20 +198,17 @@ class PR2Agent(nn.Module):
 
     @torch.no_grad()
     def act(self, observation, explore: bool) -> np.ndarray:
-        """The action in [-1, 1] at one observation o^i: μ(o^i) (deterministic); a sample of π, or without exploration
-        π's mean action (over 64 fixed noise draws, like the mean of SAC's Gaussian), for the soft policy."""
+        """The action in [-1, 1] at o^i: μ(o^i); or a sample of π, without exploration π's mean over 64 fixed draws."""
         obs = torch.as_tensor(observation, dtype=torch.float32, device=next(self.parameters()).device)
-        if not self.stochastic:
-            return self.actor(obs).cpu().numpy()
-        if not explore:
+        if self.stochastic and not explore:
             return self.actor(obs[None], self.mean_action_noise).mean(0).cpu().numpy()
-        return self.actor(obs, torch.randn(self.act_dim, device=obs.device)).cpu().numpy()
+        noise = [torch.randn(self.act_dim, device=obs.device)] if self.stochastic else []
+        return self.actor(obs, *noise).cpu().numpy()
 
 
 # ALGO LOGIC: the SVGD sampler (Liu & Wang 2016), amortised as in soft Q-learning (Haarnoja et al. 2017).
 def rbf_kernel(x, y):
-    """κ(x, y) = exp(-‖x - y‖² / h), with h = median‖x - y‖² / log(Kx) per row (floor 1e-3), no gradient through h:
-    x [B, Kx, d], y [B, Ky, d] -> kappa [B, Kx, Ky], grad_x kappa [B, Kx, Ky, d], h [B]."""
+    """κ(x, y) = exp(-‖x - y‖²/h), h = median‖x - y‖²/log(Kx) ≥ 1e-3 per row (no gradient): -> κ, ∇_x κ [.., d], h."""
     diff = x[:, :, None, :] - y[:, None, :, :]
     sq_dist = diff.pow(2).sum(-1)
     n = sq_dist.shape[1] * sq_dist.shape[2]  # the median is the (n//2 + 1)-th largest, as in soft Q-learning's kernel
@@ -249,22 +220,15 @@ def rbf_kernel(x, y):
 
 
 def svgd_direction(fixed, score, updated):
-    """Stein variational direction φ(y_l) = mean_j [κ(x_j, y_l) ∇log p(x_j) + ∇_{x_j} κ(x_j, y_l)]: the first term
-    pulls particles towards high density, the second pushes them apart.
-    fixed x [B, Kx, d], score ∇_x log p(x) [B, Kx, d], updated y [B, Ky, d] -> φ [B, Ky, d]."""
+    """Stein direction φ(y) = mean_j [κ(x_j, y) ∇log p(x_j) + ∇_{x_j} κ(x_j, y)]: x, score [B, Kx, d], y [B, Ky, d]."""
     kappa, grad_x_kappa, _ = rbf_kernel(fixed, updated)
     return (kappa[..., None] * score[:, :, None, :] + grad_x_kappa).mean(1)
 
 
 def amortised_svgd_loss(log_density, fixed, updated, signs=None):
-    """Surrogate loss that moves a tanh-squashed sampler's outputs x = tanh(u) towards p(x) ∝ exp(log_density(x)).
-
-    SVGD runs on the pre-squash u (kernel in u) towards p(tanh u)·Π(1 - tanh² u), the density of u whose tanh is
-    distributed as p exactly. fixed [B, Kx, d]: pre-squash samples with no graph to the sampler (they define the
-    direction); updated [B, Ky, d]: pre-squash samples with the graph. The gradient of -Σ⟨φ(u), u⟩ is -φ·∂u/∂params,
-    so one optimiser step moves every updated particle along φ. log_density maps x [B, Kx, d] to [B, Kx].
-    signs [d] (±1) flips ∇log_density per dimension, the Jacobian term kept: the block-signed score of the side-aware
-    ρ, whose particles then settle where the + dims climb and the - dims descend the density (soft saddle points)."""
+    """Loss moving a sampler's x = tanh(u) towards p(x) ∝ exp(log_density(x)) ([B, K, d] -> [B, K]) by SVGD on u towards
+    p(tanh u)·Π(1 - tanh² u): φ from fixed u [B, Kx, d], updated [B, Ky, d] move along it (∇ of -Σ⟨φ, u⟩ = -φ·∂u/∂θ).
+    signs [d] (±1) flip ∇log_density per dim, Jacobian kept: the side-aware ρ's saddle (+ dims climb, - descend)."""
     fixed = fixed.detach().requires_grad_(True)
     log_jacobian = 2 * (np.log(2) - fixed - nn.functional.softplus(-2 * fixed)).sum(-1)  # Σ log(1 - tanh² u), stable
     if signs is None:
@@ -277,8 +241,7 @@ def amortised_svgd_loss(log_density, fixed, updated, signs=None):
 
 # ALGO LOGIC: replay buffer. One index set per minibatch serves every agent, so opponent actions line up (spec §5.17).
 class ReplayBuffer:
-    """Joint transitions (o^i, a^i, r^i, o'^i, done^i) for every agent i, with the global state s and s' when the
-    critics see it (state_dim > 0); actions in [-1, 1] units."""
+    """Joint transitions (o^i, a^i, r^i, o'^i, done^i) of all agents, with s and s' if state_dim; actions in [-1, 1]."""
 
     def __init__(self, capacity: int, obs_dims: list[int], act_dims: list[int], device, state_dim: int = 0):
         self.capacity, self.device, self.size, self.pos = capacity, device, 0, 0
@@ -309,9 +272,7 @@ class ReplayBuffer:
 
 # ALGO LOGIC: the four losses of agent i (spec §1.5). All are built from one parameter snapshot and stepped together.
 def soft_value(q_values, alpha: float):
-    """Eq. 11, α·log ∫ exp(Q/α) da^-i relative to the uniform measure on [-1, 1]^d, from M samples b_k:
-    α·log mean_k exp(Q_k/α), q_values [B, M] -> [B]. The original code also adds the log-volume d·log 2, a constant
-    that shifts every Q by α·d·log 2/(1 - γ), again each time α is annealed, so we leave it out (docs, deviation 9)."""
+    """Eq. 11 on [-1, 1]^d's uniform measure, α·log mean_k exp(Q_k/α), [B, M] -> [B]; no d·log 2 (docs, deviation 9)."""
     return alpha * (torch.logsumexp(q_values / alpha, -1) - np.log(q_values.shape[-1]))
 
 
@@ -323,18 +284,15 @@ def target_action(agent: PR2Agent, next_obs):
 # V(s') of the critics' target (--critic-target), at rows next_state [B, c], next_action a'^i [B, a] -> [B]. Errors:
 # mean (sd) against the exact value, Q = mean(b) in d = 10, M 8, K 16, at α 0.01/0.1/1 (tests/test_critic_targets.py)
 def uniform_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
-    """Eq. 11's uniform soft value V_u(α) = α·log E_U[exp(Q̄/α)] by plain MC, α·log mean_m exp(Q̄_m/α) over M uniform
-    samples shared by the batch. Biased low at small α: -0.46 (0.10), -0.04 (0.09), 0.00 (0.06)."""
+    """Eq. 11's V_u(α) by MC, M uniform samples shared by the batch: -0.46 (0.10), -0.04 (0.09), 0.00 (0.06)."""
     uniform = 2 * torch.rand(args.value_particles, agent.opp_dim, device=next_state.device) - 1
     next_q = agent.target_joint_critic(next_state[:, None], next_action[:, None], uniform[None]).squeeze(-1)
     return soft_value(next_q, alpha)
 
 
 def uniform_value_importance(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
-    """V_u(α) by deterministic-mixture importance sampling: M uniform samples x_m and M from a kernel density around K
-    samples of ρ(·|s', a'^i) in pre-tanh space (bandwidth: the K centres' std · K^(-1/(d+4)) per dim, floor 0.01);
-    proposal q = ½U + ½KDE, V = α·log(Σ_m U(x_m)/q(x_m)·exp(Q̄_m/α) / 2M). The sum is unbiased for the integral
-    whatever ρ is (U/q ≤ 2). With the exact ρ: -0.01 (0.013), -0.02 (0.06), -0.015 (0.14)."""
+    """V_u(α) = α·log(Σ_m U/q(x_m)·exp(Q̄_m/α) / 2M), q = ½U + ½KDE (M draws each) of K pre-tanh ρ samples (bandwidth
+    std·K^(-1/(d+4)) ≥ 0.01): unbiased for any ρ. Exact ρ: -0.01 (0.013), -0.02 (0.06), -0.015 (0.14)."""
     rows, d, n = next_action.shape[0], agent.opp_dim, args.value_particles
     centres = agent.sample_opponents(next_state, next_action, args.kernel_particles, raw=True)  # [B, K, d]
     bandwidth = (centres.std(1, keepdim=True) * centres.shape[1] ** (-1 / (d + 4))).clamp(min=1e-2)
@@ -351,10 +309,8 @@ def uniform_value_importance(agent: PR2Agent, next_state, next_action, alpha: fl
 
 
 def saddle_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
-    """Side-aware V_u: a soft min over the adversaries' block of the soft max over the teammates' block,
-    -α·log mean_n exp(-V_n/α), V_n = α·log mean_m exp(Q̄(t_m, e_n)/α), by plain MC over an M×M grid of uniform
-    teammate samples t_m and adversary samples e_n shared by the batch. On 5 teammate dims with Q weights 0.1 and 5
-    adversary dims with 0.05: -0.12 (0.085), -0.01 (0.06), 0.00 (0.05)."""
+    """Side-aware V_u = -α·log mean_n exp(-V_n/α), V_n = α·log mean_m exp(Q̄(t_m, e_n)/α), over an M×M uniform grid of
+    teammate t_m and adversary e_n samples. 5 + 5 dims, Q weights 0.1/0.05: -0.12 (0.085), -0.01 (0.06), 0.00 (0.05)."""
     team, adversaries = 2 * torch.rand(2, args.value_particles, 1, agent.opp_dim, device=next_state.device) - 1
     grid = torch.where(agent.opponent_signs > 0, team.transpose(0, 1), adversaries)  # [n, m, d]
     q = agent.target_joint_critic(next_state[:, None, None], next_action[:, None, None], grid[None]).squeeze(-1)
@@ -362,32 +318,26 @@ def saddle_value_mc(agent: PR2Agent, next_state, next_action, alpha: float, args
 
 
 def rho_value(agent: PR2Agent, next_state, next_action, alpha: float, args: Args):
-    """Level-1 V = E_ρ[Q̄] = mean_k Q̄(s', a'^i, b_k) over M samples b_k ~ ρ(·|s', a'^i), agent i's own model
-    (side-aware with --opponent-model sides; α unused): unbiased, sd(Q̄)/√M; with the exact ρ 0.00 (0.011, 0.06,
-    0.065)."""
+    """Level-1 V = mean_k Q̄(s', a'^i, b_k), b_k ~ ρ(·|s', a'^i): unbiased; exact ρ: 0.00 (0.011, 0.06, 0.065)."""
     opponents = agent.sample_opponents(next_state, next_action, args.value_particles)
     return agent.target_joint_critic(next_state[:, None], next_action[:, None], opponents).squeeze(-1).mean(-1)
 
 
 def policies_value(agents, i: int, batch: dict, next_state, next_action):
-    """V = Q̄(s', a'^i, a'^-i) with a'^j the other agents' target actions at o'^j (target_action), in the joint
-    critic's opponent order: MADDPG's centralised target, exact given those policies."""
+    """V = Q̄(s', a'^i, a'^-i), a'^j the others' target actions at o'^j: MADDPG's target, exact given those policies."""
     others = torch.cat([target_action(agent, batch["next_obs"][j]) for j, agent in enumerate(agents) if j != i], -1)
     return agents[i].target_joint_critic(next_state, next_action, others).squeeze(-1)
 
 
 def critic_losses(agents, i: int, batch: dict, alpha: float, args: Args):
-    """Agent i's joint critic (Eq. 13, soft Bellman backup) and individual critic, both regressed on the same target
-    y = reward_scale·r + γ(1 - done)·V(s'), V(s') at the target policy's a'^i by --critic-target (the estimators
-    above). Returns (joint critic loss, individual critic loss, mean Q)."""
-    agent, next_obs, own = agents[i], batch["next_obs"][i], batch["actions"][i]
-    state, next_state = batch["view"][i], batch["next_view"][i]
+    """Agent i's joint (Eq. 13) and individual critic losses on y = reward_scale·r + γ(1 - done)·V(s'), and mean Q."""
+    agent, own, state, next_state = agents[i], batch["actions"][i], batch["view"][i], batch["next_view"][i]
     opponents = torch.cat([a for j, a in enumerate(batch["actions"]) if j != i], -1)
     dones = batch["dones"][:, i]
     with torch.no_grad():
         next_value = torch.zeros_like(dones)
         if (dones < 1).any():  # one-shot games (every row terminal) need no bootstrap
-            next_action = target_action(agent, next_obs)
+            next_action = target_action(agent, batch["next_obs"][i])
             uniform = dict(mc=uniform_value_mc, importance=uniform_value_importance)[args.uniform_estimator]
             uniform = saddle_value_mc if agent.opponent_signs is not None else uniform
             if args.critic_target == "policies":
@@ -402,10 +352,8 @@ def critic_losses(agents, i: int, batch: dict, alpha: float, args: Args):
 
 
 def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: Args):
-    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12: ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α) on [-1, 1]^d, with
-    K particles at (s, a^i), fixed and moved ones (amortised_svgd_loss); with adversaries (--opponent-model sides)
-    their blocks follow -∇Q/α (agent.opponent_signs). Returns (surrogate loss, the fixed particles x [B, Kx, d]
-    detached, reused as the deterministic actor's opponent samples)."""
+    """ρ_φ(a^-i|s, a^i) by amortised SVGD towards Eq. 12, ρ(x) ∝ exp((Q(s, a^i, x) - Q(s, a^i))/α), adversaries along
+    -∇Q/α. Returns (surrogate loss, the fixed particles [B, Kx, d] detached: the deterministic actor's samples)."""
     n_fixed = args.kernel_particles - int(args.kernel_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_opponents(state, own_action, n_fixed, raw=True)
@@ -420,10 +368,8 @@ def opponent_model_loss(agent: PR2Agent, state, own_action, alpha: float, args: 
 
 
 def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args: Args):
-    """Deterministic actor against the opponent model's samples b_k ~ ρ(·|s, a^i): J = α·log mean_k exp(Q(s, μ(s),
-    b_k)/α) (softmax, the original code's) or mean_k Q(s, μ(s), b_k) (mean, Eqs. 6/7). Q is evaluated at s, fixing the
-    original code's Q(s', μ(s), ·) (spec §5.5), and held fixed in ∂J/∂a, so this loss trains only the actor.
-    Returns (surrogate loss, -J)."""
+    """Actor μ against b_k ~ ρ(·|s, a^i): J = α·log mean_k exp(Q(s, μ(s), b_k)/α) (softmax) or mean_k Q (Eqs. 6/7); Q at
+    s, not the original's s' (spec §5.5), held fixed so only the actor trains. Returns (surrogate loss, -J)."""
     action = agent.actor(obs)
     action_leaf = action.detach().requires_grad_(True)
     q = agent.joint_critic(state[:, None], action_leaf[:, None], opponent_samples).squeeze(-1)
@@ -433,11 +379,8 @@ def actor_loss(agent: PR2Agent, obs, state, opponent_samples, alpha: float, args
 
 
 def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
-    """Agent i's value Q^i(s, a^i) of candidate own actions, state [B, c], own [B, K, a] -> [B, K]. 'rho': α·log
-    mean_k exp(Q(s, a^i, b_k)/α) over b_k ~ ρ(·|s, a^i) drawn at each candidate a^i, the gradient flowing through ρ's
-    response (the original code's soft-max actor objective at candidate actions): with the exact ρ a sharper soft max
-    than Eq. 11, not Eq. 11 (docs deviation 3). With adversaries (--opponent-model sides) the mean of Q: ρ already
-    soft-mins over them, and a soft max over its samples would be optimistic again. 'uniform': V_u(α) by plain MC."""
+    """Q^i(s, a^i) at candidates: state [B, c], own [B, K, a] -> [B, K]. 'rho': α·log mean_k exp(Q(s, a^i, b_k)/α),
+    b_k ~ ρ(·|s, a^i), sharper than Eq. 11 (docs deviation 3), or mean Q if ρ soft-mins adversaries; 'uniform': MC."""
     if args.soft_marginal == "rho":
         noise = torch.randn(*own.shape[:2], args.marginal_particles, agent.opp_dim, device=own.device)
         opponents = agent.opponent_model(state[:, None, None], own[:, :, None], noise)
@@ -448,10 +391,8 @@ def soft_marginal(agent: PR2Agent, state, own, alpha: float, args: Args):
 
 
 def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
-    """Energy-based policy π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a, Q^i the soft marginal above, by amortised SVGD
-    before the tanh (the machinery that trains ρ). Not the maximum-entropy optimum of Eqs. 10/11: the critic backs up
-    V(s') with no -α·log π term, and Q^i is not Eq. 11's value (soft_marginal). Returns (surrogate loss, -mean
-    Q^i(s, a^i) of the policy's samples, the fixed samples a [B, Kx, a] detached)."""
+    """π(a|s) ∝ exp(Q^i(s, a)/α) on [-1, 1]^a (Q^i: soft_marginal) by amortised SVGD, as ρ; not Eqs. 10/11's optimum
+    (no -α·log π in V(s')). Returns (surrogate loss, -mean Q^i of π's samples, the fixed ones [B, Kx, a] detached)."""
     n_fixed = args.policy_particles - int(args.policy_particles * args.kernel_update_ratio)
     with torch.no_grad():
         fixed = agent.sample_actions(obs, n_fixed, raw=True)
@@ -463,8 +404,7 @@ def soft_policy_loss(agent: PR2Agent, obs, state, alpha: float, args: Args):
         values.append(value.detach())
         return value / alpha
 
-    loss = amortised_svgd_loss(log_density, fixed, updated)
-    return loss, -values[0].mean(), torch.tanh(fixed)
+    return amortised_svgd_loss(log_density, fixed, updated), -values[0].mean(), torch.tanh(fixed)
 
 
 def temperature(args: Args, n_updates: int) -> float:
@@ -472,16 +412,8 @@ def temperature(args: Args, n_updates: int) -> float:
     return args.alpha_start * (args.alpha / args.alpha_start) ** min(n_updates / args.anneal_steps, 1.0)
 
 
-@torch.no_grad()
-def polyak_update(agent: PR2Agent, tau: float):
-    """target ← (1 - τ)·target + τ·source, for the actor and the joint critic."""
-    for source, target in ((agent.actor, agent.target_actor), (agent.joint_critic, agent.target_joint_critic)):
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
-
-
 def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
-    """Gradient step n_updates + 1 of every agent's four networks at once (then Polyak every
-    --target-update-interval steps); returns {agent: {loss name: value}}."""
+    """Gradient step n_updates + 1 of all agents' networks (Polyak when due); returns {agent: {loss name: value}}."""
     losses, total, alpha = {}, 0.0, temperature(args, n_updates)
     for i, agent in enumerate(agents):
         obs, own, state = batch["obs"][i], batch["actions"][i], batch["view"][i]
@@ -500,8 +432,10 @@ def update(agents, optimizer, batch: dict, n_updates: int, args: Args) -> dict:
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
-    for agent in agents if (n_updates + 1) % args.target_update_interval == 0 else ():
-        polyak_update(agent, args.tau)
+    with torch.no_grad():  # Polyak: target ← (1 - τ)·target + τ·source
+        for agent in agents if (n_updates + 1) % args.target_update_interval == 0 else ():
+            for source, target in ((agent.actor, agent.target_actor), (agent.joint_critic, agent.target_joint_critic)):
+                torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), args.tau)
     return losses
 
 
@@ -516,15 +450,6 @@ class OUNoise:
         return self.state
 
 
-def explore(agents, names, obs: dict, noises, noise_scale: float) -> list[np.ndarray]:
-    """Each agent's exploring action in [-1, 1]: μ_θ(s) plus scheduled OU noise, clipped; or a sample of π."""
-    actions = []
-    for agent, noise, name in zip(agents, noises, names):
-        action = agent.act(obs[name], explore=True)
-        actions.append(action if agent.stochastic else np.clip(action + noise_scale * noise.sample(), -1.0, 1.0))
-    return actions
-
-
 def build_agents(obs_dims: list[int], act_dims: list[int], state_dim: int, args: Args) -> nn.ModuleList:
     view = lambda o: state_dim if args.critic_input == "state" else o  # noqa: E731  (the critics' input size)
     soft, opp = args.policy == "soft", sum(act_dims)
@@ -532,9 +457,7 @@ def build_agents(obs_dims: list[int], act_dims: list[int], state_dim: int, args:
 
 
 def opponent_signs(names: list[str], act_dims: list[int], args: Args) -> list[torch.Tensor | None]:
-    """Per agent i, the side of each opponent action dim: +1 teammate, -1 adversary (--opponent-model sides), or None
-    (helpers, or no adversary: Eq. 12 as is). Teams: --teams, else mpe2's adversary_* against the rest (one team on
-    other envs). Raises ValueError if --teams does not list every agent exactly once."""
+    """Per agent, +1/-1 per opponent action dim (teammate/adversary by --teams, else mpe2's adversary_*), or None."""
     teams = [team.split(",") for team in args.teams]
     if teams and sorted(sum(teams, [])) != sorted(names):
         raise ValueError(f"--teams {' '.join(args.teams)} must list each agent exactly once: {', '.join(names)}")
@@ -561,8 +484,7 @@ def load_policies(path: str, device: str = "cpu") -> dict:
 
 
 def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args: Args) -> dict:
-    """The scalars of a log entry besides the episodes': losses, α, the noise scale, and on games with 1-D actions
-    (the differential game) the noise-free action, to plot the learning path."""
+    """A log entry's scalars besides the episodes': losses, α, noise scale, and the noise-free action if 1-D."""
     scalars = {f"losses/{k}/{names[i]}": v for i, ls in losses.items() for k, v in ls.items()}
     for agent, name in zip(agents, names) if max(agent.act_dim for agent in agents) == 1 else ():
         scalars[f"charts/action/{name}"] = agent.act(obs[name], False).item()
@@ -572,21 +494,9 @@ def charts(agents, names, obs, losses, noise_scale: float, n_updates: int, args:
     return scalars
 
 
-def restore(checkpoint: dict, agents, optimizer, buffer, noises, args: Args) -> tuple:
-    """Load a checkpoint's networks, optimiser, buffer, noise and random state; return its counters."""
-    modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
-    run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
-    run.restore_rng_state(checkpoint["rng"])
-    for noise, saved in zip(noises, checkpoint["noise"]):
-        noise.state[:] = saved
-    train_from = checkpoint["train_from"]
-    if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
-        train_from = checkpoint["step"] + max(args.batch_size, args.learning_starts)
-    return checkpoint["step"], checkpoint["n_updates"], checkpoint["episode"], checkpoint["losses"], train_from
-
-
 SCRIPT = os.path.basename(__file__)
 CHECKPOINT_KEYS = ["args", "agent_names", "obs_dims", "act_dims", "state_dim", "agents", "optimizer", "step"]
+CHECKPOINT_COUNTERS = ["step", "n_updates", "episode", "losses", "train_from"]
 STRUCTURAL_FLAGS = ["env", "scenario", "max_cycles", "policy", "hidden_size", "buffer_size", "critic_input"]
 UNREAD_FLAGS = dict(deterministic=["rho_uniform_share", "soft_marginal", "policy_particles", "marginal_particles"],
                     soft=["actor_objective", "noise_schedule", "ou_theta", "ou_sigma"])  # fmt: skip
@@ -599,8 +509,7 @@ def main(args: Args, checkpoint: dict | None = None):
             run.check_run(None, args, checkpoint, STRUCTURAL_FLAGS, {})
         env = make_env(args.env, args.scenario, "continuous", args.max_cycles, script=SCRIPT)
         names = env.possible_agents
-        obs_dims = [env.observation_space(n).shape[0] for n in names]
-        act_dims = [env.action_space(n).shape[0] for n in names]
+        obs_dims, act_dims = ([space(n).shape[0] for n in names] for space in (env.observation_space, env.action_space))
         if len(names) < 2:
             raise ValueError(f"PR2 needs at least two agents; {args.env} has {len(names)}")
         layout = dict(agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims)
@@ -612,19 +521,25 @@ def main(args: Args, checkpoint: dict | None = None):
         raise SystemExit(f"{SCRIPT}: error: {error}") from None
     device = run.seed_everything(args, env)  # TRY NOT TO MODIFY: seeding
 
-    # ALGO LOGIC: initialise agents, one optimiser over all of them (Adam is per-parameter, so this equals one each)
+    # ALGO LOGIC: initialise agents, one fused optimiser over all of them (Adam is per-parameter: equals one each)
     state_dim = global_state_dim(env) if args.critic_input == "state" else 0
     agents = build_agents(obs_dims, act_dims, state_dim, args).to(device)
     for agent, sign in zip(agents, signs):
         agent.opponent_signs = sign if sign is None else sign.to(device)
-    params = [p for p in agents.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate, fused=True)  # fused: one kernel for all parameters
+    optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=args.learning_rate, fused=True)
     buffer = ReplayBuffer(args.buffer_size, obs_dims, act_dims, device, state_dim)
     noises = [OUNoise(d, args.ou_theta, args.ou_sigma) for d in act_dims]
     noise_schedule = run.parse_schedule(args.noise_schedule)
     start, n_updates, episode, losses, train_from = 0, 0, 0, {}, 0
     if checkpoint is not None:  # continue a saved run where it stopped (a half-played episode starts over)
-        start, n_updates, episode, losses, train_from = restore(checkpoint, agents, optimizer, buffer, noises, args)
+        modules = [(agents, checkpoint["agents"]), (buffer, checkpoint["buffer"])]
+        run.load_states(modules, [(optimizer, checkpoint["optimizer"])], args.learning_rate, SCRIPT)
+        run.restore_rng_state(checkpoint["rng"])
+        for noise, saved in zip(noises, checkpoint["noise"]):
+            noise.state[:] = saved
+        start, n_updates, episode, losses, train_from = (checkpoint[key] for key in CHECKPOINT_COUNTERS)
+        if checkpoint["buffer"] is None:  # the refilled buffer holds no minibatch yet: wait as a fresh run would
+            train_from = start + max(args.batch_size, args.learning_starts)
     session = run.Session(args, checkpoint, names, env_label(args.env, args.scenario), UNREAD_FLAGS[args.policy])
     eval_env = partial(make_env, args.env, args.scenario, "continuous", args.max_cycles)
     evaluate = partial(run.evaluate, eval_env, partial(noise_free_actions, agents), args.eval_episodes)
@@ -633,11 +548,9 @@ def main(args: Args, checkpoint: dict | None = None):
         """Everything a resumed run needs to continue as if it had never stopped (tensors and plain values only)."""
         return dict(
             args=asdict(args), agent_names=list(names), obs_dims=obs_dims, act_dims=act_dims, state_dim=state_dim,
-            agents=agents.state_dict(), optimizer=optimizer.state_dict(),
-            buffer=run.buffer_state(buffer) if args.save_buffer else None,
-            noise=[noise.state.tolist() for noise in noises], rng=run.rng_state(),
+            agents=agents.state_dict(), optimizer=optimizer.state_dict(), noise=[ou.state.tolist() for ou in noises],
+            buffer=run.buffer_state(buffer) if args.save_buffer else None, rng=run.rng_state(), losses=losses,
             step=step, n_updates=n_updates, episode=episode + (session.log.episode_length > 0), train_from=train_from,
-            losses=losses,
         )  # fmt: skip
 
     # TRY NOT TO MODIFY: start the game
@@ -645,7 +558,9 @@ def main(args: Args, checkpoint: dict | None = None):
     for global_step in range(start, args.total_timesteps):
         # ALGO LOGIC: act with μ_θ(s) plus scheduled OU noise; the soft policy samples π instead
         noise_scale = run.schedule_value(noise_schedule, global_step)
-        unit_actions = explore(agents, names, obs, noises, noise_scale)
+        unit_actions = [agent.act(obs[name], explore=True) for agent, name in zip(agents, names)]
+        if args.policy == "deterministic":  # clipped into [-1, 1]
+            unit_actions = [np.clip(a + noise_scale * ou.sample(), -1.0, 1.0) for a, ou in zip(unit_actions, noises)]
         if not np.isfinite(np.concatenate(unit_actions)).all():
             raise SystemExit(f"{SCRIPT}: error: non-finite action at step {global_step}; try a lower lr")
         env_actions = {name: to_env_action(a, env.action_space(name)) for name, a in zip(names, unit_actions)}
