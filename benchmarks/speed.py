@@ -2,6 +2,7 @@
 
 python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
 python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
+python benchmarks/speed.py --configs particle:soft:--scenario,simple_push,--critic-target,rho  # any script flags
 """
 
 import argparse
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pr2_continuous as pr2  # noqa: E402
@@ -20,16 +22,20 @@ from benchmarks.grid_report import row  # noqa: E402
 from utils.envs import global_state_dim, make_env  # noqa: E402
 
 
-def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: str) -> tuple[float, float, int]:
-    """(steps per CPU second, steps per wall-clock second, batch size) of one configuration."""
+def gradient_steps_per_second(config: str, steps: int, device: str) -> tuple[float, float, int]:
+    """(steps per CPU second, steps per wall-clock second, batch size) of one 'env:policy[:flag,value,...]'."""
     torch.manual_seed(0)
     np.random.seed(0)
-    args = pr2.resolve_args(pr2.Args(env=env_name, policy=policy))
+    env_name, policy, *flags = config.split(":", 2)
+    flags = ["--env", env_name, "--policy", policy, *(flags[0].split(",") if flags else [])]
+    args = pr2.resolve_args(tyro.cli(pr2.Args, args=flags))
     env = make_env(args.env, args.scenario, "continuous")
-    obs_dims = [env.observation_space(n).shape[0] for n in env.possible_agents]
-    act_dims = [env.action_space(n).shape[0] for n in env.possible_agents]
+    names = env.possible_agents
+    obs_dims, act_dims = ([space(n).shape[0] for n in names] for space in (env.observation_space, env.action_space))
     state_dim = global_state_dim(env) if args.critic_input == "state" else 0
     agents = pr2.build_agents(obs_dims, act_dims, state_dim, args).to(device)
+    for agent, sign in zip(agents, pr2.opponent_signs(names, act_dims, args)):
+        agent.opponent_signs = sign if sign is None else sign.to(device)
     optimizer = torch.optim.Adam([p for p in agents.parameters() if p.requires_grad], lr=3e-4, fused=True)
     buffer = pr2.ReplayBuffer(10_000, obs_dims, act_dims, device, state_dim)
     done = [float(env_name == "differential")] * len(obs_dims)
@@ -52,7 +58,7 @@ def gradient_steps_per_second(env_name: str, policy: str, steps: int, device: st
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     configs = [f"{env}:{policy}" for env in ("differential", "particle") for policy in ("deterministic", "soft")]
-    parser.add_argument("--configs", nargs="+", default=configs, help="'env:policy' pairs, at the per-env defaults")
+    parser.add_argument("--configs", nargs="+", default=configs, help="'env:policy[:flag,value,...]'")
     parser.add_argument("--steps", type=int, default=200, help="timed gradient steps per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per configuration; the median is reported")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="'cuda' times the update on the GPU")
@@ -61,21 +67,24 @@ def main():
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"speed.py: error: --device cuda, but torch {torch.__version__} finds no CUDA device")
     torch.set_num_threads(1)
+    # Round-robin: each repeat times every configuration once, so that a change of load hits them all alike
+    results = {config: [] for config in args.configs}
+    for _ in range(args.repeats):
+        for config in args.configs:
+            results[config].append(gradient_steps_per_second(config, args.steps, args.device))
+            print(config, results[config][-1], flush=True)
     rows = []
-    for config in args.configs:
-        env_name, policy = config.split(":")
-        results = [gradient_steps_per_second(env_name, policy, args.steps, args.device) for _ in range(args.repeats)]
-        rate, wall_rate = statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
-        rows.append(row(env_name, policy, args.device, results[0][2], f"{rate:.0f}", f"{1000 / rate:.1f} ms",
+    for config, measured in results.items():
+        rate, wall_rate = statistics.median(r[0] for r in measured), statistics.median(r[1] for r in measured)
+        rows.append(row(config.replace(",", " "), args.device, measured[0][2], f"{rate:.0f}", f"{1000 / rate:.1f} ms",
                         f"{wall_rate:.0f}"))  # fmt: skip
-        print(rows[-1], flush=True)
     gpu = f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if args.device == "cuda" else ""
     lines = ["# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)", "",
              f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
-             f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps. "
-             "One gradient step updates every agent's four networks.", "",
-             row("env", "policy", "device", "batch", "gradient steps per CPU second", "CPU time per step",
-                 "per wall-clock second"), "|---" * 7 + "|", *rows, ""]  # fmt: skip
+             f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps, the configurations "
+             "timed in turn. One gradient step updates every agent's four networks.", "",
+             row("env:policy:flags", "device", "batch", "gradient steps per CPU second", "CPU time per step",
+                 "per wall-clock second"), "|---" * 6 + "|", *rows, ""]  # fmt: skip
     out = Path(args.out or f"benchmarks/results/speed{'_cuda' * (args.device == 'cuda')}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
