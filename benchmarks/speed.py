@@ -76,15 +76,16 @@ def main():
     rows = []
     for config, measured in results.items():
         rate, wall_rate = statistics.median(r[0] for r in measured), statistics.median(r[1] for r in measured)
-        rows.append(row(config.replace(",", " "), args.device, measured[0][2], f"{rate:.0f}", f"{1000 / rate:.1f} ms",
-                        f"{wall_rate:.0f}"))  # fmt: skip
+        env_name, policy, *flags = config.split(":", 2)
+        rows.append(row(env_name, policy, " ".join(flags[0].split(",")) if flags else "", args.device, measured[0][2],
+                        f"{rate:.0f}", f"{1000 / rate:.1f} ms", f"{wall_rate:.0f}"))  # fmt: skip
     gpu = f", {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if args.device == "cuda" else ""
     lines = ["# Gradient steps per second of `pr2_continuous.py` (one process, one CPU thread)", "",
              f"Command: `python benchmarks/speed.py {' '.join(sys.argv[1:])}`  ",
              f"Software: {versions()}{gpu}; median of {args.repeats} × {args.steps} steps, the configurations "
              "timed in turn. One gradient step updates every agent's four networks.", "",
-             row("env:policy:flags", "device", "batch", "gradient steps per CPU second", "CPU time per step",
-                 "per wall-clock second"), "|---" * 6 + "|", *rows, ""]  # fmt: skip
+             row("env", "policy", "flags", "device", "batch", "gradient steps per CPU second", "CPU time per step",
+                 "per wall-clock second"), "|---" * 8 + "|", *rows, ""]  # fmt: skip
     out = Path(args.out or f"benchmarks/results/speed{'_cuda' * (args.device == 'cuda')}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))

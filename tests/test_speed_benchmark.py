@@ -29,8 +29,6 @@ def test_speed_table_has_a_row_per_configuration(tmp_path):
         "benchmarks/speed.py", "--configs", *configs, "--steps", "2", "--repeats", "1", "--out", str(out), cwd=tmp_path
     )
     rows = [line for line in out.read_text().splitlines() if line.startswith("| differential")]
-    assert [row.split(" | ")[0] for row in rows] == [
-        "| differential:soft",
-        "| differential:deterministic:--critic-input own",
-    ]
-    assert all(float(row.split(" | ")[3]) > 0 for row in rows)  # gradient steps per CPU second
+    cells = [row.split(" | ") for row in rows]
+    assert [cell[1:3] for cell in cells] == [["soft", ""], ["deterministic", "--critic-input own"]]
+    assert all(float(cell[5]) > 0 for cell in cells)  # gradient steps per CPU second
