@@ -295,7 +295,9 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
             lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *gaps, "", ""))
     prose = (
         "The rule written before the runs (docs/results.md, which defines the measures): each task's measure "
-        "standardised across the stage's candidates; the score, their sum, sorts the table and the highest wins."
+        "standardised across the stage's candidates; the score, their sum, sorts the table and the highest wins. "
+        "Training SPS: the runs' own, two at a time; each candidate's cost per gradient step, timed side by side, "
+        "is in speed.md."
     )
     columns = ("stage", "candidate", "seeds", *tasks, "score", "training SPS")
     return section("Tuning the critic target and the opponent model", prose, columns, lines)
