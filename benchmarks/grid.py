@@ -54,7 +54,8 @@ LABELS = tuple(algorithm.label for algorithm in ALGORITHMS)
 TASKS = ("simple_spread", "simple_adversary", "simple_push", "simple_tag")  # particle (mpe2) scenarios
 ADVERSARIAL = ("simple_adversary", "simple_push", "simple_tag")  # agents named adversary_* form one side
 VARIANTS = ("pr2_soft", "pr2_ac")
-ABLATIONS = {"pr2_soft_own": "the state", "pr2_soft_uniform": "ρ"}  # ablation of pr2_soft -> what it takes away
+# ablation -> (the label it ablates, what it takes away)
+ABLATIONS = {"pr2_soft_own": ("pr2_soft", "the state"), "pr2_soft_uniform": ("pr2_soft", "ρ")}
 BASELINE = "maddpg"
 # (label, baseline) for cross-play and speed: PR2's variants and ablations, MASQL, the tuning candidates
 PAIRS = tuple((label, BASELINE) for label in (*VARIANTS, *ABLATIONS, "masql", *CANDIDATES))

@@ -185,19 +185,20 @@ def evaluation_protocol(finished: list) -> str:
 
 def ablation_section(results: dict) -> list[str]:
     lines = []
-    for task, (label, removed) in itertools.product(grid.TASKS, grid.ABLATIONS.items()):
-        full, ablated = results.get((task, "pr2_soft"), {}), results.get((task, label), {})
+    for task, (label, (whole, removed)) in itertools.product(grid.TASKS, grid.ABLATIONS.items()):
+        full, ablated = results.get((task, whole), {}), results.get((task, label), {})
         if seeds := sorted(set(full) & set(ablated)):
             a, b = ([runs[seed]["final_eval"] for seed in seeds] for runs in (full, ablated))
-            lines.append(f"| {task} | {removed} | {label} | {seeds} | {fmt(a)} | {fmt(b)} | {difference(a, b)} |")
+            lines.append(row(task, removed, whole, label, seeds, fmt(a), fmt(b), difference(a, b)))
     prose = (
-        "Each ablation changes one thing: `pr2_soft_own` gives the critics and ρ the agent's own observation instead "
-        "of the state (`--critic-input own`); `pr2_soft_uniform` draws the opponent actions of the soft marginal "
-        "uniformly instead of from ρ (`--soft-marginal uniform`). Final evaluation returns on the seeds both have; "
-        "the difference pr2_soft − ablation (Welch's 95% interval)."
+        "Each ablation changes one thing of the label it ablates (full): `*_own` gives the critics and ρ the agent's "
+        "own observation instead of the state (`--critic-input own`); `*_uniform` draws the opponent actions of the "
+        "soft marginal uniformly instead of from ρ (`--soft-marginal uniform`). Final evaluation returns on the seeds "
+        "both have; "
+        "the difference full − ablation (Welch's 95% interval)."
     )
-    columns = ("task", "taken away", "ablation", "seeds", "pr2_soft", "ablation", "pr2_soft − ablation")
-    return section("What the state and ρ do: ablations of pr2_soft", prose, columns, lines)
+    columns = ("task", "taken away", "full", "ablation", "seeds", "full", "ablation", "full − ablation")
+    return section("What the state and ρ do: ablations", prose, columns, lines)
 
 
 def section(title: str, prose: str, columns: tuple, rows: list[str]) -> list[str]:

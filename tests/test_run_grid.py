@@ -238,7 +238,7 @@ def test_speed_ablation_and_cross_play_tables_pair_what_they_compare():
         grid_report.speed_section(results)
     )
     ablations = "\n".join(grid_report.ablation_section(results))
-    assert "| simple_spread | the state | pr2_soft_own | [1] | -23.50 | -30.00 | +6.50 |" in ablations
+    assert "| simple_spread | the state | pr2_soft | pr2_soft_own | [1] | -23.50 | -30.00 | +6.50 |" in ablations
 
     # cross-play pairs seeds by seed, not by position: pr2_ac has only seed 1 here
     crossed = {
