@@ -77,6 +77,9 @@ EVALUATION = ("--eval-every", "5000", "--eval-episodes", "10")
 FEWER = {label: range(3) for label in ABLATIONS}
 ONLY_ON = dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1]) | {"masql": TASKS[:3]}
 TUNING_ON = dict.fromkeys(CANDIDATES, TASKS[:3]) | {BASELINE: TASKS[1:3]}
+# the screen's two best (grid_critic_tuning.md), by the rule in docs/results.md
+CONFIRMED = ("c3_policies", "c6_sides_policies")
+CONFIRM = dict.fromkeys((*CONFIRMED, BASELINE), range(100, 103))
 SHORT = ("--total-timesteps", "30000", "--learning-starts", "5000", "--train-frequency", "16")
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "10")
 BUDGETS = {
@@ -85,7 +88,8 @@ BUDGETS = {
     "like_for_like": Budget(GRID, range(5), EVALUATION, FEWER, ONLY_ON),
     "full": Budget(GRID, range(5), EVALUATION, FEWER),  # every algorithm on every task
     # The tuning plan's screen: every candidate on seed 100, MADDPG where cross-play needs it
-    "critic_tuning": Budget((*CANDIDATES, BASELINE), range(100, 101), EVALUATION, only_on=TUNING_ON),
+    # ... and its confirmation: the screen's two best and MADDPG on seeds 100-102
+    "critic_tuning": Budget((*CANDIDATES, BASELINE), range(100, 101), EVALUATION, CONFIRM, TUNING_ON),
     "reduced": Budget((*VARIANTS, BASELINE), range(3), (*SHORT, *EVALUATION)),  # about half an hour on 2 cores
     # Every code path (all tasks and algorithms, cross-play, plots) in a few minutes; the numbers mean nothing. Six
     # evaluations: more than the headline averages.

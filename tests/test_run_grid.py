@@ -115,7 +115,11 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
 
 def test_the_critic_tuning_budget_and_its_score():
     jobs = grid.make_jobs(run_grid.Args(budget="critic_tuning", name="t"), grid.BUDGETS["critic_tuning"])
-    assert {job.seed for job in jobs} == {100}  # a tuning seed: no other table has it
+    seeds = {
+        label: {job.seed for job in jobs if job.algorithm.label == label} for label in (*grid.CANDIDATES, "maddpg")
+    }
+    confirmed = (*grid.CONFIRMED, grid.BASELINE)  # tuning seeds: no other table has them
+    assert seeds == {label: set(range(100, 103 if label in confirmed else 101)) for label in seeds}
     expected = {(task, label) for task in grid.TASKS[:3] for label in grid.CANDIDATES}
     assert {(job.task, job.algorithm.label) for job in jobs} == expected | {(t, "maddpg") for t in grid.TASKS[1:3]}
     soft = next(a for a in grid.ALGORITHMS if a.label == "pr2_soft").flags
