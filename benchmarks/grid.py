@@ -87,8 +87,7 @@ BUDGETS = {
     # everywhere, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag, 3 seeds of the two ablations.
     "like_for_like": Budget(GRID, range(5), EVALUATION, FEWER, ONLY_ON),
     "full": Budget(GRID, range(5), EVALUATION, FEWER),  # every algorithm on every task
-    # The tuning plan's screen: every candidate on seed 100, MADDPG where cross-play needs it
-    # ... and its confirmation: the screen's two best and MADDPG on seeds 100-102
+    # The tuning plan: every candidate on seed 100, the two best (CONFIRM) and MADDPG (for cross-play) also on 101-102
     "critic_tuning": Budget((*CANDIDATES, BASELINE), range(100, 101), EVALUATION, CONFIRM, TUNING_ON),
     "reduced": Budget((*VARIANTS, BASELINE), range(3), (*SHORT, *EVALUATION)),  # about half an hour on 2 cores
     # Every code path (all tasks and algorithms, cross-play, plots) in a few minutes; the numbers mean nothing. Six

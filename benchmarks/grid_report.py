@@ -194,8 +194,7 @@ def ablation_section(results: dict) -> list[str]:
         "Each ablation changes one thing of the label it ablates (full): `*_own` gives the critics and ρ the agent's "
         "own observation instead of the state (`--critic-input own`); `*_uniform` draws the opponent actions of the "
         "soft marginal uniformly instead of from ρ (`--soft-marginal uniform`). Final evaluation returns on the seeds "
-        "both have; "
-        "the difference full − ablation (Welch's 95% interval)."
+        "both have; the difference full − ablation (Welch's 95% interval)."
     )
     columns = ("task", "taken away", "full", "ablation", "seeds", "full", "ablation", "full − ablation")
     return section("What the state and ρ do: ablations", prose, columns, lines)

@@ -43,8 +43,7 @@ class Args:
     workers: int = 2
     """runs at the same time on this machine (each on one thread); ignored with --ray-address"""
     ray_address: str | None = None
-    """the Ray cluster to run on ('auto', 'ray://host:10001'; 'local' starts a throwaway one), which needs Ray and the
-    repository and --work-dir at the same paths on every node"""
+    """a Ray cluster ('auto', 'ray://host:10001'; 'local': a throwaway); repo and --work-dir alike on each node"""
     cross_play_episodes: int = 50
     """evaluation episodes per cross-play pairing and seed"""
     report_only: bool = False
@@ -56,8 +55,7 @@ class Args:
     work_dir: str = "benchmarks/work"
     """where the runs go (logs, checkpoints, result.json); git-ignored"""
     keep_dir: str | None = None
-    """where finished runs' result.json and cross-play results are kept, to be committed (and checkpoints while a
-    cross-play pairing waits for them); None: <out-dir>/<name>_runs"""
+    """kept runs' result.json, cross-play (and checkpoints pairings wait for); None: <out-dir>/<name>_runs"""
 
 
 def check(args: Args):

@@ -2,7 +2,6 @@
 
 python benchmarks/speed.py                     # differential game and simple_spread, both policies, on the CPU
 python benchmarks/speed.py --device cuda       # the same on the GPU (table: benchmarks/results/speed_cuda.md)
-python benchmarks/speed.py --configs particle:soft:--scenario,simple_push,--critic-target,rho  # any script flags
 """
 
 import argparse
@@ -58,7 +57,7 @@ def gradient_steps_per_second(config: str, steps: int, device: str) -> tuple[flo
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     configs = [f"{env}:{policy}" for env in ("differential", "particle") for policy in ("deterministic", "soft")]
-    parser.add_argument("--configs", nargs="+", default=configs, help="'env:policy[:flag,value,...]'")
+    parser.add_argument("--configs", nargs="+", default=configs, help="e.g. particle:soft:--critic-target,rho")
     parser.add_argument("--steps", type=int, default=200, help="timed gradient steps per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per configuration; the median is reported")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="'cuda' times the update on the GPU")
