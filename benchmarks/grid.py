@@ -25,18 +25,6 @@ class Algorithm:
 PR2, NO_BUFFER = "pr2_continuous.py", ("--no-save-buffer",)
 SOFT, STATE = ("--policy", "soft", *NO_BUFFER), ("--critic-input", "state")
 STATE_SEES = "state s (all agents' observations) + all actions"
-ALGORITHMS = [
-    Algorithm("pr2_soft", PR2, (*SOFT, *STATE), STATE_SEES),
-    Algorithm("pr2_ac", PR2, ("--policy", "deterministic", *STATE, *NO_BUFFER), STATE_SEES),
-    Algorithm("maddpg", "baselines/maddpg.py", NO_BUFFER, "all observations + all actions"),
-    Algorithm("ddpg", "baselines/ddpg.py", NO_BUFFER, "own observation + own action"),
-    Algorithm("ddpg_om", "baselines/ddpg_om.py", NO_BUFFER, "own observation, own + predicted opponents' actions"),
-    # ablations of pr2_soft, one change each: what the state does, what ρ does
-    Algorithm("pr2_soft_own", PR2, (*SOFT, "--critic-input", "own"), "own observation + all actions"),
-    Algorithm("pr2_soft_uniform", PR2, (*SOFT, *STATE, "--soft-marginal", "uniform"), STATE_SEES),
-    Algorithm("masql", "baselines/masql.py", (*NO_BUFFER, *STATE), "state s (all agents' observations) + all actions"),
-]
-GRID = tuple(algorithm.label for algorithm in ALGORITHMS)  # the like-for-like grid's algorithms
 # docs/results.md's tuning plan for the soft policy's critic target and opponent model: pr2_soft with these flags
 CANDIDATES = {
     "c0_today": ("uniform", "mc", "helpers"),
@@ -47,18 +35,40 @@ CANDIDATES = {
     "c5_sides_rho": ("rho", "mc", "sides"),
     "c6_sides_policies": ("policies", "mc", "sides"),
 }
-for label, (target, estimator, model) in CANDIDATES.items():
-    flags = ("--critic-target", target, "--uniform-estimator", estimator, "--opponent-model", model)
-    ALGORITHMS.append(Algorithm(label, PR2, (*SOFT, *STATE, *flags), STATE_SEES))
+
+
+def soft_with(target: str, estimator: str, model: str) -> tuple[str, ...]:
+    return (*SOFT, *STATE, "--critic-target", target, "--uniform-estimator", estimator, "--opponent-model", model)
+
+
+# The tuning's winner (grid_critic_tuning.md) on the grid's seeds, against today's default (pr2_soft)
+CHALLENGER, WINNER = "pr2_soft_policies", soft_with(*CANDIDATES["c3_policies"])
+ALGORITHMS = [
+    Algorithm("pr2_soft", PR2, (*SOFT, *STATE), STATE_SEES),
+    Algorithm(CHALLENGER, PR2, WINNER, STATE_SEES),
+    Algorithm("pr2_ac", PR2, ("--policy", "deterministic", *STATE, *NO_BUFFER), STATE_SEES),
+    Algorithm("maddpg", "baselines/maddpg.py", NO_BUFFER, "all observations + all actions"),
+    Algorithm("ddpg", "baselines/ddpg.py", NO_BUFFER, "own observation + own action"),
+    Algorithm("ddpg_om", "baselines/ddpg_om.py", NO_BUFFER, "own observation, own + predicted opponents' actions"),
+    # ablations, one change each: what the state does, what ρ does
+    Algorithm("pr2_soft_own", PR2, (*SOFT, "--critic-input", "own"), "own observation + all actions"),
+    Algorithm("pr2_soft_uniform", PR2, (*SOFT, *STATE, "--soft-marginal", "uniform"), STATE_SEES),
+    Algorithm(f"{CHALLENGER}_uniform", PR2, (*WINNER, "--soft-marginal", "uniform"), STATE_SEES),
+    Algorithm("masql", "baselines/masql.py", (*NO_BUFFER, *STATE), "state s (all agents' observations) + all actions"),
+    *(Algorithm(label, PR2, soft_with(*flags), STATE_SEES) for label, flags in CANDIDATES.items()),
+]
+GRID = tuple(algorithm.label for algorithm in ALGORITHMS[:10])  # the like-for-like grid's algorithms
 LABELS = tuple(algorithm.label for algorithm in ALGORITHMS)
 TASKS = ("simple_spread", "simple_adversary", "simple_push", "simple_tag")  # particle (mpe2) scenarios
 ADVERSARIAL = ("simple_adversary", "simple_push", "simple_tag")  # agents named adversary_* form one side
-VARIANTS = ("pr2_soft", "pr2_ac")
+VARIANTS = ("pr2_soft", CHALLENGER, "pr2_ac")
 # ablation -> (the label it ablates, what it takes away)
 ABLATIONS = {"pr2_soft_own": ("pr2_soft", "the state"), "pr2_soft_uniform": ("pr2_soft", "ρ")}
+ABLATIONS[f"{CHALLENGER}_uniform"] = (CHALLENGER, "ρ")
 BASELINE = "maddpg"
-# (label, baseline) for cross-play and speed: PR2's variants and ablations, MASQL, the tuning candidates
+# (label, baseline) for cross-play and speed: every PR2 label and MASQL against MADDPG, the soft PR2s against MASQL
 PAIRS = tuple((label, BASELINE) for label in (*VARIANTS, *ABLATIONS, "masql", *CANDIDATES))
+PAIRS += (("pr2_soft", "masql"), (CHALLENGER, "masql"))
 SCHEDULE = ("total_timesteps", "learning_starts", "train_frequency", "batch_size")  # "same update schedule"
 LAST_EVALUATIONS = 3  # the headline averages this many of a run's last evaluations
 
@@ -74,7 +84,7 @@ class Budget:
 
 # The same evaluation for every algorithm: 10 noise-free episodes every 5,000 steps and after training
 EVALUATION = ("--eval-every", "5000", "--eval-episodes", "10")
-FEWER = {label: range(3) for label in ABLATIONS}
+FEWER = dict.fromkeys(("pr2_soft_own", "pr2_soft_uniform"), range(3))
 ONLY_ON = dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1]) | {"masql": TASKS[:3]}
 TUNING_ON = dict.fromkeys(CANDIDATES, TASKS[:3]) | {BASELINE: TASKS[1:3]}
 # the screen's two best (grid_critic_tuning.md), by the rule in docs/results.md
@@ -83,8 +93,9 @@ CONFIRM = dict.fromkeys((*CONFIRMED, BASELINE), range(100, 103))
 SHORT = ("--total-timesteps", "30000", "--learning-starts", "5000", "--train-frequency", "16")
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "10")
 BUDGETS = {
-    # The four particle tasks at the scripts' full schedule (100k steps): 5 seeds of PR2 soft, PR2-AC and MADDPG
-    # everywhere, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag, 3 seeds of the two ablations.
+    # The four particle tasks at the scripts' full schedule (100k steps): 5 seeds of the PR2 variants, MADDPG and the
+    # challenger's ablation everywhere, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag, 3 seeds
+    # of the two other ablations.
     "like_for_like": Budget(GRID, range(5), EVALUATION, FEWER, ONLY_ON),
     "full": Budget(GRID, range(5), EVALUATION, FEWER),  # every algorithm on every task
     # The tuning plan: every candidate on seed 100, the two best (CONFIRM) and MADDPG (for cross-play) also on 101-102

@@ -148,7 +148,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
         draw_curves(by_label(results, task), task, out / f"{args.name}_{task}.png")
         lines += ["", f"![{task}]({args.name}_{task}.png)"]
     lines += ablation_section(results) + cross_play_section(crossed, not_crossed, args) + speed_section(results)
-    lines += tuning_section(results, crossed)
+    lines += tuning_section(results, crossed) + default_section(results, crossed)
     commands = {re.sub(r"--seed \d+", "--seed <seed>", r["command"]) for r in finished}
     lines += ["", "## Commands", ""] + sorted(f"- `{command}`" for command in commands)
     if failed:
@@ -265,33 +265,43 @@ def speed_section(results: dict) -> list[str]:
     return section("Speed: training SPS side by side", prose, columns, lines)
 
 
-def tuning_section(results: dict, crossed: dict) -> list[str]:
-    """docs/results.md's tuning rule over the critic-target candidates. Measures per task and seed: simple_spread's
-    final evaluation return; on simple_adversary and simple_push the cross-play gain against the baseline (as in "Who
-    wins in cross-play") averaged over the two sides. The score sums the per-task means over the stage's seeds, each
-    standardised across the stage's candidates (scipy.stats.zscore). Screen: seed 100, every candidate. Confirm: seeds
-    100-102, the candidates that have them, with Welch's interval of each task's difference between the first two."""
-    spread = {label: results.get((grid.TASKS[0], label), {}) for label in grid.CANDIDATES}
-    measures = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in runs.items()}} for label, runs in spread.items()}
-    for task, label, _, _, seeds, mine, reference in verdicts(crossed):
-        if label in measures:
-            gains = measures[label].setdefault(task, {})
+def measures(results: dict, crossed: dict, labels) -> dict:
+    """{label: {task: {seed: measure}}} of docs/results.md's tuning rule: simple_spread's final evaluation return; on
+    the adversarial tasks the cross-play gain against the baseline (as in "Who wins in cross-play"), averaged over
+    the two sides."""
+    spread = {label: results.get((grid.TASKS[0], label), {}) for label in labels}
+    found = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in runs.items()}} for label, runs in spread.items()}
+    for task, label, baseline, _, seeds, mine, reference in verdicts(crossed):
+        if label in found and baseline == grid.BASELINE:
+            gains = found[label].setdefault(task, {})
             for seed, gain in zip(seeds, np.subtract(mine, reference)):
-                gains[seed] = gains.get(seed, 0.0) + gain / len(SIDES)  # the mean over the two sides
-    lines, tasks = [], grid.TASKS[:3]
+                gains[seed] = gains.get(seed, 0.0) + gain / len(SIDES)
+    return found
+
+
+def scored(found: dict, seeds: list, tasks=grid.TASKS[:3]) -> list[tuple]:
+    """(score, label, per-task means, per-task per-seed measures), best first, of the labels measured on every task
+    and seed: each task's mean over the seeds standardised across the labels (scipy.stats.zscore), then summed."""
+    ranked = [label for label, m in found.items() if all(set(seeds) <= set(m.get(task, ())) for task in tasks)]
+    per_seed = {label: [[found[label][task][s] for s in seeds] for task in tasks] for label in ranked}
+    table = np.array([np.mean(per_seed[label], axis=1) for label in ranked]).reshape(len(ranked), len(tasks))
+    scores = stats.zscore(table, axis=0).sum(1) if len(ranked) > 1 else []
+    return sorted(zip(scores, ranked, table, per_seed.values()), key=lambda item: -item[0])
+
+
+def tuning_section(results: dict, crossed: dict) -> list[str]:
+    """docs/results.md's tuning rule over the critic-target candidates. Screen: seed 100, every candidate. Confirm:
+    seeds 100-102, the candidates that have them, with Welch's interval of each task's difference between the first
+    two."""
+    found, lines, tasks = measures(results, crossed, grid.CANDIDATES), [], grid.TASKS[:3]
     for stage, seeds in (("screen", [100]), ("confirm", [100, 101, 102])):
-        ranked = [label for label, m in measures.items() if all(set(seeds) <= set(m.get(task, ())) for task in tasks)]
-        per_seed = {label: [[measures[label][task][s] for s in seeds] for task in tasks] for label in ranked}
-        table = np.array([np.mean(per_seed[label], axis=1) for label in ranked]).reshape(len(ranked), len(tasks))
-        scores = stats.zscore(table, axis=0).sum(1) if len(ranked) > 1 else []
-        order = sorted(zip(scores, ranked, table), key=lambda item: -item[0])
-        for score, label, values in order:
+        order = scored(found, seeds)
+        for score, label, values, _ in order:
             measured = (f"{value:+.2f}" for value in values)
             sps = np.mean([results[(task, label)][s]["train_sps"] for task in tasks for s in seeds])
             lines.append(row(stage, label, seeds, *measured, f"{score:+.2f}", f"{sps:.0f}"))
         if stage == "confirm" and len(order) > 1:
-            first, second = (per_seed[label] for _, label, _ in order[:2])
-            gaps = (difference(a, b) for a, b in zip(first, second))
+            gaps = (difference(a, b) for a, b in zip(order[0][3], order[1][3]))
             lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *gaps, "", ""))
     prose = (
         "The rule written before the runs (docs/results.md, which defines the measures): each task's measure "
@@ -301,3 +311,34 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
     )
     columns = ("stage", "candidate", "seeds", *tasks, "score", "training SPS")
     return section("Tuning the critic target and the opponent model", prose, columns, lines)
+
+
+def default_section(results: dict, crossed: dict) -> list[str]:
+    """docs/results.md's default rule on the grid's seeds: the challenger against today's default (pr2_soft). Their
+    scores by the tuning rule, and challenger − pr2_soft (Welch's interval) on simple_spread's return and on each
+    adversarial task's sides' cross-play returns against the baseline; the challenger becomes the default with the
+    higher score and no interval wholly below zero."""
+    labels, seeds = ("pr2_soft", grid.CHALLENGER), list(range(5))
+    spread = [{s: r["final_eval"] for s, r in results.get((grid.TASKS[0], label), {}).items()} for label in labels]
+    found = {f"{grid.TASKS[0]} return": spread}
+    for task, side in itertools.product(grid.ADVERSARIAL, SIDES):  # each side's return against the baseline
+        keys = [(task, label, grid.BASELINE) if side == "good" else (task, grid.BASELINE, label) for label in labels]
+        found[f"{task} {side} vs {grid.BASELINE}"] = [{r["seed"]: r[side] for r in crossed.get(k, [])} for k in keys]
+    if not all(set(seeds) <= set(by_seed) for pair in found.values() for by_seed in pair):
+        return []  # until every measure has every seed
+    checks = {name: [[by_seed[s] for s in seeds] for by_seed in pair] for name, pair in found.items()}
+    order = scored(measures(results, crossed, labels), seeds)
+    lines, worse = [], []
+    for name, (default, challenger) in checks.items():
+        gap, half = welch(challenger, default)
+        worse += [name] if gap + half < 0 else []
+        lines.append(row(name, fmt(default), fmt(challenger), difference(challenger, default)))
+    scores = {label: score for score, label, *_ in order}
+    verdict = "becomes the default" if order[0][1] == grid.CHALLENGER and not worse else "does not become the default"
+    prose = (
+        f"Seeds {seeds}. Scores by the tuning rule: {', '.join(f'{k} {v:+.2f}' for k, v in scores.items())}. "
+        f"Significantly worse (Welch's 95% interval below zero): {', '.join(worse) or 'none'}. By the rule written "
+        f"before the runs (docs/results.md), {grid.CHALLENGER} {verdict}."
+    )
+    columns = ("measure", "pr2_soft", grid.CHALLENGER, f"{grid.CHALLENGER} − pr2_soft")
+    return section("The default: today's pr2_soft against the tuning's winner", prose, columns, lines)

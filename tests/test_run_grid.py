@@ -103,7 +103,7 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
     run_grid.main(args, [])
     regenerated, committed = (tmp_path / "out/grid_like_for_like.md").read_text(), COMMITTED.read_text()
     finished = len([path for path in kept.rglob("result.json") if "cross_play" not in path.parts])
-    assert f"{finished} of 109 runs finished" in regenerated and "Not computed" not in regenerated
+    assert f"{finished} of 149 runs finished" in regenerated and "Not computed" not in regenerated
     assert len(table_numbers(committed)) >= 5 + 25 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
     assert table_numbers(regenerated) == table_numbers(committed)
     assert [path.name for path in sorted((tmp_path / "out").glob("*.png"))] == [
@@ -158,6 +158,36 @@ def test_the_critic_tuning_budget_and_its_score():
     assert confirm[2][3] == grid_report.difference(first, second)  # Welch's interval over the three seeds
 
 
+def test_the_default_rule_on_the_grid_seeds():
+    labels, base, seeds = ("pr2_soft", grid.CHALLENGER), grid.BASELINE, range(5)
+    noise = np.array([0.1, -0.2, 0.0, 0.2, -0.1])  # per seed: the two labels' differences are then exact
+    results = {("simple_spread", label): {s: dict(final_eval=-14.0 + k + noise[s]) for s in seeds}
+               for k, label in enumerate(labels)}  # fmt: skip
+    crossed = {}
+    for task in grid.ADVERSARIAL:
+        crossed[(task, base, base)] = [dict(seed=s, good=0.0, adversary=0.0) for s in seeds]
+        for k, label in enumerate(labels):  # the challenger's sides 0.5 better than pr2_soft's
+            crossed[(task, label, base)] = [dict(seed=s, good=0.5 * k + noise[s], adversary=9.0) for s in seeds]
+            crossed[(task, base, label)] = [dict(seed=s, good=9.0, adversary=0.5 * k + noise[s]) for s in seeds]
+            # against MASQL: not a measure of the rule
+            crossed[(task, label, "masql")] = [dict(seed=s, good=-50.0 * k, adversary=0.0) for s in seeds]
+    text = "\n".join(grid_report.default_section(results, crossed))
+    assert f"Scores by the tuning rule: {grid.CHALLENGER} +3.00, pr2_soft -3.00" in text, text
+    assert "Significantly worse (Welch's 95% interval below zero): none" in text
+    assert f"{grid.CHALLENGER} becomes the default" in text
+    # Student t(.975, 4)·sd/√5 = 0.20; Welch, equal variances: t(.975, 8)·sd·√(2/5) = 0.23
+    assert "| simple_tag good vs maddpg | 0.00 ± 0.20 | 0.50 ± 0.20 | +0.50 ± 0.23 |" in text
+
+    # simple_tag is not in the score, but a side significantly worse there keeps today's default
+    crossed[("simple_tag", base, grid.CHALLENGER)] = [dict(seed=s, good=9.0, adversary=-1 + noise[s]) for s in seeds]
+    text = "\n".join(grid_report.default_section(results, crossed))
+    assert f"Scores by the tuning rule: {grid.CHALLENGER} +3.00" in text
+    assert "interval below zero): simple_tag adversary vs maddpg." in text
+    assert f"{grid.CHALLENGER} does not become the default" in text
+    del results[("simple_spread", "pr2_soft")][4]
+    assert grid_report.default_section(results, crossed) == []  # not before every measure has every seed
+
+
 def files(root: Path) -> dict:
     return {path.relative_to(root): path.read_bytes() for path in root.rglob("*") if path.is_file()}
 
@@ -170,11 +200,12 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
     for job in jobs:
         seeds.setdefault((job.task, job.algorithm.label), []).append(job.seed)
     five, three = [0, 1, 2, 3, 4], [0, 1, 2]
-    expected = {(task, label): five for task in grid.TASKS for label in ("pr2_soft", "pr2_ac", "maddpg")}
+    challenger = (grid.CHALLENGER, f"{grid.CHALLENGER}_uniform")
+    expected = {(task, label): five for task in grid.TASKS for label in ("pr2_soft", "pr2_ac", "maddpg", *challenger)}
     expected |= {("simple_spread", "ddpg"): five, ("simple_spread", "ddpg_om"): five}
     expected |= {(task, label): three for task in grid.TASKS for label in ("pr2_soft_own", "pr2_soft_uniform")}
     expected |= {(task, "masql"): five for task in grid.TASKS[:3]}
-    assert seeds == expected and len(jobs) == 109
+    assert seeds == expected and len(jobs) == 149
     # seed by seed over every task, the baseline first within each task and seed
     groups = {}
     for job in jobs:
@@ -193,7 +224,8 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
             label = job.algorithm.label
             assert flag("--policy") == ("deterministic" if label == "pr2_ac" else "soft"), words
             assert flag("--critic-input") == ("own" if label == "pr2_soft_own" else "state"), words
-            assert flag("--soft-marginal") == ("uniform" if label == "pr2_soft_uniform" else None), words
+            assert flag("--soft-marginal") == ("uniform" if label.endswith("_uniform") else None), words
+            assert flag("--critic-target") == ("policies" if label.startswith(grid.CHALLENGER) else None), words
         if job.algorithm.label == "masql":  # the same critic information as PR2's
             assert flag("--critic-input") == "state" and job.task != "simple_tag", words
 
@@ -201,17 +233,26 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
     where = dict(work_dir=str(tmp_path / "work"), out_dir=str(tmp_path / "out"), keep_dir=str(tmp_path / "kept"))
     run_grid.main(run_grid.Args(report_only=True, **where), [])
     report = (tmp_path / "out" / "grid_like_for_like.md").read_text()
-    assert "0 of 109 runs finished" in report and "Evaluation: no run has finished yet" in report
+    assert "0 of 149 runs finished" in report and "Evaluation: no run has finished yet" in report
     tag = table_rows(report, "simple_tag")
-    critics = [SEES_STATE, SEES_STATE, "all observations + all actions", "own observation + all actions", SEES_STATE]
-    assert list(tag) == ["pr2_soft", "pr2_ac", "maddpg", "pr2_soft_own", "pr2_soft_uniform"]
-    assert [cells[2:4] for cells in tag.values()] == [[c, f"0/{n}"] for c, n in zip(critics, (5, 5, 5, 3, 3))]
+    critics = dict.fromkeys(["pr2_soft", grid.CHALLENGER, "pr2_ac"], SEES_STATE) | {
+        "maddpg": "all observations + all actions"
+    }
+    critics |= {
+        "pr2_soft_own": "own observation + all actions",
+        "pr2_soft_uniform": SEES_STATE,
+        challenger[1]: SEES_STATE,
+    }
+    assert list(tag) == list(critics)
+    assert [cells[2:4] for cells in tag.values()] == [
+        [critic, f"0/{len(expected[('simple_tag', label)])}"] for label, critic in critics.items()
+    ]
     assert "own observation + own action" in table_rows(report, "simple_spread")["ddpg"][2]
 
     # bad input stops the grid before anything runs, with one line
     shutil.rmtree(tmp_path / "out")
     bad = [
-        (dict(algorithms=["maddgp"]), "unknown algorithm 'maddgp'; known: pr2_soft, pr2_ac, maddpg"),
+        (dict(algorithms=["maddgp"]), "unknown algorithm 'maddgp'; known: pr2_soft, pr2_soft_policies, pr2_ac, maddpg"),
         (dict(tasks=["differential"]), "unknown task 'differential'; known: simple_spread"),
         (dict(workers=0), "--workers and --cross-play-episodes must be positive"),
     ]
