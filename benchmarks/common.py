@@ -46,8 +46,7 @@ def prepare(folder: Path):
 
 def execute(command: list[str], cwd: str) -> dict:
     """Run a command in `cwd`: return code, output, wall time, own CPU time and CPU (standard library only: Ray)."""
-    start = time.time()
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    start, env = time.time(), dict(os.environ, PYTHONHASHSEED="0")
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -123,9 +122,8 @@ def split_formula(scenario: str) -> tuple[str, int]:
 
 def differential_run(folder: Path, label: str, script: str, flags: list[str], scenario: str, seed: int,
                      train: bool = True) -> dict | None:  # fmt: skip
-    """One differential-game run in `folder`, resumed from its result.json unless its command changed (train=False:
-    None where it has not finished): the learning path, the joint action it ends at, the reward there and whether that
-    is the global optimum, the evaluation return, the timing and what the checkpoint learned (diagnose)."""
+    """One differential-game run in `folder`, or its result.json if that has the same command (train=False: else None):
+    learning path, final joint action, reward there, global optimum or not, evaluation return, timing, diagnose()."""
     command = [sys.executable, str(ROOT / script), "--env", "differential", "--scenario", scenario, "--seed", str(seed)]
     command += ["--save-model", "--eval-episodes", "1", "--torch-threads", "1", *flags]
     result = load_result(folder, display_command(command))
@@ -214,22 +212,20 @@ def critic_of(agent: torch.nn.Module, i: int):
 
 
 @torch.no_grad()
-def critic_maximum(q, n_agents: int, points: int | None = None, chunk: int = 65_536) -> dict:
-    """Where a critic q (critic_of) peaks on a grid of `points` actions per agent spanning [-10, 10] (default
-    GRID_POINTS): {argmax: that joint action in env units, q_max: q there, q_optimum: q at (5, ..., 5)}."""
-    points = points or GRID_POINTS.get(n_agents, 9)
+def critic_maximum(q, n_agents: int, chunk: int = 65_536) -> dict:
+    """Where a critic q (critic_of) peaks on a grid of GRID_POINTS actions per agent spanning [-10, 10]: {argmax: that
+    joint action in env units, q_max: q there, q_optimum: q at (5, ..., 5)}."""
+    points = GRID_POINTS.get(n_agents, 9)
     grid = torch.cartesian_prod(*[torch.linspace(-1, 1, points)] * n_agents).reshape(-1, n_agents)
     values = torch.cat([q(block) for block in grid.split(chunk)])
-    k = int(values.argmax())
-    optimum = float(q(torch.full((1, n_agents), GLOBAL / ACTION_SCALE))[0])
+    k, optimum = int(values.argmax()), float(q(torch.full((1, n_agents), GLOBAL / ACTION_SCALE))[0])
     return dict(argmax=[float(a) * ACTION_SCALE for a in grid[k]], q_max=float(values[k]), q_optimum=optimum)
 
 
-def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None = None, n_samples: int = 4096) -> dict:
-    """What a PR2 agent's ρ contributes at the differential game's one state, with its own fixed seed. response: ρ's
-    mean prediction of the others' actions (env units, agent order) at own action [+5, -5]. gap: {'rho@<α>': ...,
-    'uniform@<α>': ...}, Q^i(s, +5) - Q^i(s, -5) for the soft values α·log E_b exp(Q^i(s, a, b)/α) of
-    pr2_continuous.soft_marginal, b from ρ(·|s, a) or uniform, at each α (default: soft_schedule())."""
+def opponent_model_view(agent: torch.nn.Module, n_samples: int = 4096) -> dict:
+    """What a PR2 agent's ρ says at the differential game's one state (its own fixed seed). response: ρ's mean guess
+    of the others' actions (env units, agent order) at own action [+5, -5]. gap['rho@α' / 'uniform@α'] at each α of
+    soft_schedule(): V(+5) - V(-5), V(a) = α·log E_b exp(Q^i(s, a, b)/α) (soft_marginal), b ~ ρ(·|s, a) or uniform."""
     state = torch.zeros(2, agent.joint_critic.input_layers[0].in_features)
     own = torch.tensor([GLOBAL, LOCAL]).reshape(2, 1, 1) / ACTION_SCALE  # [2 actions, 1 candidate, 1]
     with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -239,7 +235,7 @@ def opponent_model_view(agent: torch.nn.Module, alphas: tuple[float, ...] | None
         gap = {}
         for marginal in ("rho", "uniform"):
             flags = argparse.Namespace(soft_marginal=marginal, marginal_particles=n_samples)
-            for alpha in alphas or soft_schedule():
+            for alpha in soft_schedule():
                 value = pr2_continuous.soft_marginal(agent, state, own, alpha, flags)[:, 0]
                 gap[f"{marginal}@{alpha:g}"] = float(value[0] - value[1])
     return dict(response=response.tolist(), gap=gap)

@@ -87,15 +87,13 @@ EVALUATION = ("--eval-every", "5000", "--eval-episodes", "10")
 FEWER = dict.fromkeys(("pr2_soft_own", "pr2_soft_uniform"), range(3))
 ONLY_ON = dict.fromkeys(("ddpg", "ddpg_om"), TASKS[:1]) | {"masql": TASKS[:3]}
 TUNING_ON = dict.fromkeys(CANDIDATES, TASKS[:3]) | {BASELINE: TASKS[1:3]}
-# the screen's two best (grid_critic_tuning.md), by the rule in docs/results.md
-CONFIRMED = ("c3_policies", "c6_sides_policies")
+CONFIRMED = ("c3_policies", "c6_sides_policies")  # the screen's two best by docs/results.md's rule
 CONFIRM = dict.fromkeys((*CONFIRMED, BASELINE), range(100, 103))
 SHORT = ("--total-timesteps", "30000", "--learning-starts", "5000", "--train-frequency", "16")
 TINY = ("--total-timesteps", "150", "--learning-starts", "50", "--batch-size", "16", "--log-every", "10")
 BUDGETS = {
-    # The four particle tasks at the scripts' full schedule (100k steps): 5 seeds of the PR2 variants, MADDPG and the
-    # challenger's ablation everywhere, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag, 3 seeds
-    # of the two other ablations.
+    # The scripts' full schedule (100k steps): 5 seeds of the PR2 variants, MADDPG and the challenger's ablation on
+    # the four tasks, of DDPG and DDPG-OM on simple_spread, of MASQL on all but simple_tag; 3 of the other ablations.
     "like_for_like": Budget(GRID, range(5), EVALUATION, FEWER, ONLY_ON),
     "full": Budget(GRID, range(5), EVALUATION, FEWER),  # every algorithm on every task
     # The tuning plan: every candidate on seed 100, the two best (CONFIRM) and MADDPG (for cross-play) also on 101-102

@@ -53,10 +53,8 @@ def fmt(values, digits: int = 2) -> str:
 
 def smooth(values: list[float], window: int) -> np.ndarray:
     """Trailing moving average over `window` points (fewer at the start)."""
-    sums = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
-    ends = np.arange(1, len(values) + 1)
-    starts = np.maximum(ends - window, 0)
-    return (sums[ends] - sums[starts]) / (ends - starts)
+    counts = np.minimum(np.arange(1, len(values) + 1), window)  # the points each average covers
+    return np.convolve(values, np.ones(window))[: len(values)] / counts
 
 
 def band(ax, curves: list, label: str, smoothing: float):
@@ -92,9 +90,8 @@ def by_label(results: dict, task: str) -> dict:
     return {label: [runs[label][seed] for seed in sorted(runs[label])] for label in grid.LABELS if label in runs}
 
 
-def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[str], timing: dict, planned: dict):
+def write_report(results: dict, crossed: dict, not_crossed: list, failed: list, args, argv, timing, planned: dict):
     """Write <out-dir>/<name>.md and a <name>_<task>.png per task. planned: {(task, label): seeds asked for}."""
-    crossed, not_crossed = crossing
     tasks = [task for task in grid.TASKS if any(key[0] == task for key in planned)]
     finished = [r for runs in results.values() for r in runs.values()]
     cpus = collections.Counter(result.get("cpu", "not recorded") for result in finished)
@@ -124,8 +121,7 @@ def write_report(results: dict, crossing: tuple, failed: list, args, argv: list[
         "**Seeds**: finished / asked for. **Training SPS**: environment steps per second after `learning_starts`, "
         "from the wall-clock times of the logged SPS events (warm-up excluded).", "",
         f"| task | algorithm | critic sees | seeds | env steps | final evaluation return | vs {grid.BASELINE} "
-        "| training return | good agents | adversaries | training SPS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| training return | good agents | adversaries | training SPS |", "|---" * 11 + "|",
     ]  # fmt: skip
     critics = {algorithm.label: algorithm.critic for algorithm in grid.ALGORITHMS}
     for task in tasks:
@@ -267,8 +263,7 @@ def speed_section(results: dict) -> list[str]:
 
 def measures(results: dict, crossed: dict, labels) -> dict:
     """{label: {task: {seed: measure}}} of docs/results.md's tuning rule: simple_spread's final evaluation return; on
-    the adversarial tasks the cross-play gain against the baseline (as in "Who wins in cross-play"), averaged over
-    the two sides."""
+    the adversarial tasks the cross-play gain against the baseline ("Who wins in cross-play"), mean of the two sides."""
     spread = {label: results.get((grid.TASKS[0], label), {}) for label in labels}
     found = {label: {grid.TASKS[0]: {s: r["final_eval"] for s, r in runs.items()}} for label, runs in spread.items()}
     for task, label, baseline, _, seeds, mine, reference in verdicts(crossed):
@@ -291,8 +286,7 @@ def scored(found: dict, seeds: list, tasks=grid.TASKS[:3]) -> list[tuple]:
 
 def tuning_section(results: dict, crossed: dict) -> list[str]:
     """docs/results.md's tuning rule over the critic-target candidates. Screen: seed 100, every candidate. Confirm:
-    seeds 100-102, the candidates that have them, with Welch's interval of each task's difference between the first
-    two."""
+    seeds 100-102, the candidates that have them, and Welch's interval of each task's difference of the first two."""
     found, lines, tasks = measures(results, crossed, grid.CANDIDATES), [], grid.TASKS[:3]
     for stage, seeds in (("screen", [100]), ("confirm", [100, 101, 102])):
         order = scored(found, seeds)
@@ -314,29 +308,27 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
 
 
 def default_section(results: dict, crossed: dict) -> list[str]:
-    """docs/results.md's default rule on the grid's seeds: the challenger against today's default (pr2_soft). Their
-    scores by the tuning rule, and challenger − pr2_soft (Welch's interval) on simple_spread's return and on each
-    adversarial task's sides' cross-play returns against the baseline; the challenger becomes the default with the
-    higher score and no interval wholly below zero."""
+    """docs/results.md's default rule on the grid's seeds: the challenger against today's default (pr2_soft), their
+    scores by the tuning rule and challenger − pr2_soft (Welch's interval) on simple_spread's return and each side's
+    cross-play return against the baseline. It becomes the default with the higher score and no interval below 0."""
     labels, seeds = ("pr2_soft", grid.CHALLENGER), list(range(5))
-    spread = [{s: r["final_eval"] for s, r in results.get((grid.TASKS[0], label), {}).items()} for label in labels]
-    found = {f"{grid.TASKS[0]} return": spread}
+    measured = measures(results, crossed, labels)
+    found = {f"{grid.TASKS[0]} return": [measured[label][grid.TASKS[0]] for label in labels]}
     for task, side in itertools.product(grid.ADVERSARIAL, SIDES):  # each side's return against the baseline
         keys = [(task, label, grid.BASELINE) if side == "good" else (task, grid.BASELINE, label) for label in labels]
         found[f"{task} {side} vs {grid.BASELINE}"] = [{r["seed"]: r[side] for r in crossed.get(k, [])} for k in keys]
     if not all(set(seeds) <= set(by_seed) for pair in found.values() for by_seed in pair):
         return []  # until every measure has every seed
-    checks = {name: [[by_seed[s] for s in seeds] for by_seed in pair] for name, pair in found.items()}
-    order = scored(measures(results, crossed, labels), seeds)
     lines, worse = [], []
-    for name, (default, challenger) in checks.items():
+    for name, pair in found.items():
+        default, challenger = ([by_seed[s] for s in seeds] for by_seed in pair)
         gap, half = welch(challenger, default)
         worse += [name] if gap + half < 0 else []
         lines.append(row(name, fmt(default), fmt(challenger), difference(challenger, default)))
-    scores = {label: score for score, label, *_ in order}
+    order = scored(measured, seeds)
     verdict = "becomes the default" if order[0][1] == grid.CHALLENGER and not worse else "does not become the default"
     prose = (
-        f"Seeds {seeds}. Scores by the tuning rule: {', '.join(f'{k} {v:+.2f}' for k, v in scores.items())}. "
+        f"Seeds {seeds}. Scores by the tuning rule: {', '.join(f'{name} {score:+.2f}' for score, name, *_ in order)}. "
         f"Significantly worse (Welch's 95% interval below zero): {', '.join(worse) or 'none'}. By the rule written "
         f"before the runs (docs/results.md), {grid.CHALLENGER} {verdict}."
     )

@@ -98,8 +98,7 @@ def role_gaps(scenario: str, agent: int) -> dict:
     alphas = [start, *(alpha for alpha in (20.0, 10.0, 5.0, 2.0, 1.0) if final < alpha < start), final]
     scan = np.geomspace(alphas[0], alphas[-1], 401)  # equal steps of the geometric anneal
     v_u, v_rho, v_br = soft_values(reward, roles, agent, own, alphas)
-    s_u, s_rho, _ = soft_values(reward, roles, agent, [GLOBAL, LOCAL], scan)
-    gap_u, gap_rho = s_u[:, 0] - s_u[:, 1], s_rho[:, 0] - s_rho[:, 1]
+    gap_u, gap_rho = (v[:, 0] - v[:, 1] for v in soft_values(reward, roles, agent, [GLOBAL, LOCAL], scan)[:2])
     at_global, at_local = np.argmin(abs(own - GLOBAL)), np.argmin(abs(own - LOCAL))
     rows = [dict(alpha=alpha) for alpha in alphas]
     for entry, uniform, rho in zip(rows, v_u, v_rho):
@@ -139,8 +138,7 @@ def write_gaps(results: list[dict], path: Path):
         "this role with V_ρ in place of V_br.", "",
         f"| game | agents | role | best a at α = {a0}: uniform / ρ / best response | uniform's gap changes sign at α "
         "| ρ's gap changes sign at α | share of the anneal with uniform favouring local / with that and ρ global "
-        "| kept | ρ separates at the start |",
-        "|---" * 9 + "|",
+        "| kept | ρ separates at the start |", "|---" * 9 + "|",
     ]  # fmt: skip
     for r in results:
         kept = any(other["kept"] for other in results if other["scenario"] == r["scenario"])

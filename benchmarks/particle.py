@@ -23,13 +23,12 @@ def random_baseline(scenario: str, episodes: int = 500, seed: int = 0) -> tuple[
     env.reset(seed=seed)
     for i, agent in enumerate(env.possible_agents):
         env.action_space(agent).seed(seed + i)
-    returns = []
-    for _ in range(episodes):
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
         env.reset()
-        returns.append(0.0)
         while env.agents:
             _, rewards, _, _, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
-            returns[-1] += float(np.mean(list(rewards.values())))
+            returns[episode] += float(np.mean(list(rewards.values())))
     return float(np.mean(returns)), float(np.std(returns))
 
 

@@ -9,7 +9,6 @@ result.json for the same command; then cross-play and the report (benchmarks/gri
 import concurrent.futures
 import importlib.util
 import json
-import math
 import os
 import shutil
 import sys
@@ -24,8 +23,7 @@ import tyro
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import common, grid  # noqa: E402
-from benchmarks.grid_report import write_report  # noqa: E402
+from benchmarks import common, grid, grid_report  # noqa: E402
 from utils.envs import make_env, to_env_action  # noqa: E402
 from utils.logger import read_scalars  # noqa: E402
 
@@ -61,9 +59,8 @@ class Args:
 def check(args: Args):
     """Unknown names and bad numbers stop the grid before anything runs."""
     for kind, given, known in (("algorithm", args.algorithms, grid.LABELS), ("task", args.tasks, grid.TASKS)):
-        for name in given or ():
-            if name not in known:
-                raise SystemExit(f"run_grid.py: error: unknown {kind} {name!r}; known: {', '.join(known)}")
+        if unknown := [name for name in given or () if name not in known]:
+            raise SystemExit(f"run_grid.py: error: unknown {kind} {unknown[0]!r}; known: {', '.join(known)}")
     if args.workers <= 0 or args.cross_play_episodes <= 0:
         raise SystemExit("run_grid.py: error: --workers and --cross-play-episodes must be positive")
     if args.ray_address and importlib.util.find_spec("ray") is None:
@@ -105,7 +102,7 @@ def training_sps(run_dir: Path, learning_starts: int) -> float:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload().Scalars("charts/SPS")
     training = [(event.step, event.wall_time) for event in events if event.step > learning_starts]
     if len(training) < 2:
-        return math.nan
+        return np.nan
     (first_step, first_wall), (last_step, last_wall) = training[0], training[-1]
     return (last_step - first_step) / max(last_wall - first_wall, 1e-9)
 
@@ -187,9 +184,8 @@ def keep_checkpoints(results: dict, unfinished: set, args: Args):
 
 
 def cross_play(results: dict, args: Args) -> tuple[dict, list]:
-    """({(task, good label, adversary label): [per-seed {good, adversary, seed}]}, [pairings not computed]): good
-    agents from one run, adversaries from another with the same seed, noise-free. Kept per pairing and seed under
-    --keep-dir with the identities of the two runs; computed where it is not, if both checkpoints are there."""
+    """({(task, good label, adversary label): [{good, adversary, seed}, ...]}, [pairings not computed]): noise-free, the
+    good agents of one run against another's adversaries (same seed), kept in --keep-dir by the runs' identities."""
     table, missing = {}, []
     for task in grid.ADVERSARIAL:
         for good, adversary in grid.pairings(task):
@@ -212,8 +208,7 @@ def cross_play(results: dict, args: Args) -> tuple[dict, list]:
 
 def trained_again(results: dict, todo: list[grid.Job], args: Args) -> list[tuple]:
     """Finished runs without a checkpoint in a cross-play pairing not kept yet whose other run is done or coming."""
-    coming = {(job.task, job.algorithm.label, job.seed) for job in todo}
-    again = set()
+    coming, again = {(job.task, job.algorithm.label, job.seed) for job in todo}, set()
     for task in grid.ADVERSARIAL:
         for labels in grid.pairings(task):
             for seed in {seed for label in labels for seed in results.get((task, label), {})}:
@@ -228,7 +223,7 @@ def main(args: Args, argv: list[str]):  # argv: the command line's arguments, re
     check(args)
     args.name = args.name or f"grid_{args.budget}"
     start, jobs = time.time(), grid.make_jobs(args, grid.BUDGETS[args.budget])
-    results, todo, failed, planned = {}, [], [], {}
+    results, failed, planned = {}, [], {}
     for job in jobs:
         planned.setdefault((job.task, job.algorithm.label), []).append(job.seed)  # the report says what is missing
         command = common.display_command(list(job.command))
@@ -236,8 +231,7 @@ def main(args: Args, argv: list[str]):  # argv: the command line's arguments, re
             if common.load_result(job.kept, command) != result:
                 common.save_json(job.kept / "result.json", result)  # a run finished before --keep-dir existed
             results.setdefault((job.task, job.algorithm.label), {})[job.seed] = result
-        else:
-            todo.append(job)
+    todo = [job for job in jobs if job.seed not in results.get((job.task, job.algorithm.label), {})]
     if not args.report_only and (again := trained_again(results, todo, args)):
         print(f"{len(again)} kept run(s) trained again for the cross-play their checkpoints are needed in")
         todo = [job for job in jobs if job in todo or (job.task, job.algorithm.label, job.seed) in again]
@@ -267,9 +261,9 @@ def main(args: Args, argv: list[str]):  # argv: the command line's arguments, re
         left = (time.time() - start) / count * (len(todo) - count)
         run = f"[{count}/{len(todo)}] {job.task} {job.algorithm.label} seed {job.seed}"
         print(f"{run}: final evaluation return {result['final_eval']:.3f}; about {left / 60:.0f} min left")
-    crossing = cross_play(results, args)
+    crossed, not_crossed = cross_play(results, args)
     timing = dict(wall=time.time() - start, ran=len(todo) - len(failed), reused=len(jobs) - len(todo))
-    report = write_report(results, crossing, failed, args, argv, timing, planned)
+    report = grid_report.write_report(results, crossed, not_crossed, failed, args, argv, timing, planned)
     print(f"wrote {report} and its pictures")
     if failed:
         raise SystemExit(f"run_grid.py: error: {len(failed)} runs failed; see {report}")
