@@ -42,7 +42,7 @@ def soft_with(target: str, estimator: str, model: str) -> tuple[str, ...]:
 
 
 # The tuning's winner (grid_critic_tuning.md) on the grid's seeds, against today's default (pr2_soft)
-CHALLENGER, WINNER = "pr2_soft_policies", soft_with(*CANDIDATES["c3_policies"])
+CHALLENGER, WINNER = "pr2_soft_sides", soft_with(*CANDIDATES["c6_sides_policies"])
 ALGORITHMS = [
     Algorithm("pr2_soft", PR2, (*SOFT, *STATE), STATE_SEES),
     Algorithm(CHALLENGER, PR2, WINNER, STATE_SEES),

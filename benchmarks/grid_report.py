@@ -280,28 +280,36 @@ def scored(found: dict, seeds: list, tasks=grid.TASKS[:3]) -> list[tuple]:
     ranked = [label for label, m in found.items() if all(set(seeds) <= set(m.get(task, ())) for task in tasks)]
     per_seed = {label: [[found[label][task][s] for s in seeds] for task in tasks] for label in ranked}
     table = np.array([np.mean(per_seed[label], axis=1) for label in ranked]).reshape(len(ranked), len(tasks))
-    scores = stats.zscore(table, axis=0).sum(1) if len(ranked) > 1 else []
+    # a task on which every label has the same mean adds 0 to each score: (x - mean) is 0 there, and so is its sd
+    scores = np.nan_to_num(stats.zscore(table, axis=0)).sum(1) if len(ranked) > 1 else []
     return sorted(zip(scores, ranked, table, per_seed.values()), key=lambda item: -item[0])
 
 
 def tuning_section(results: dict, crossed: dict) -> list[str]:
     """docs/results.md's tuning rule over the critic-target candidates. Screen: seed 100, every candidate. Confirm:
     seeds 100-102, the candidates that have them, and Welch's interval of each task's difference of the first two."""
-    found, lines, tasks = measures(results, crossed, grid.CANDIDATES), [], grid.TASKS[:3]
+    found, lines, tasks, verdict = measures(results, crossed, grid.CANDIDATES), [], grid.TASKS[:3], ""
     for stage, seeds in (("screen", [100]), ("confirm", [100, 101, 102])):
-        order = scored(found, seeds)
+        order, sps = scored(found, seeds), {}
         for score, label, values, _ in order:
             measured = (f"{value:+.2f}" for value in values)
-            sps = np.mean([results[(task, label)][s]["train_sps"] for task in tasks for s in seeds])
-            lines.append(row(stage, label, seeds, *measured, f"{score:+.2f}", f"{sps:.0f}"))
+            sps[label] = np.mean([results[(task, label)][s]["train_sps"] for task in tasks for s in seeds])
+            lines.append(row(stage, label, seeds, *measured, f"{score:+.2f}", f"{sps[label]:.1f}"))
         if stage == "confirm" and len(order) > 1:
-            gaps = (difference(a, b) for a, b in zip(order[0][3], order[1][3]))
-            lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *gaps, "", ""))
+            first, second = order[0][3], order[1][3]
+            gaps = [welch(a, b) for a, b in zip(first, second)]
+            lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *map(difference, first, second)))
+            lines[-1] += " | |"
+            tied = all(abs(gap) <= half for gap, half in gaps)  # no interval excludes 0
+            winner = max(list(sps)[:2], key=sps.get) if tied else order[0][1]
+            why = "no task's difference is significant: the higher training SPS" if tied else "the higher score"
+            verdict = f" Confirmation: {winner} wins ({why})."
     prose = (
         "The rule written before the runs (docs/results.md, which defines the measures): each task's measure "
-        "standardised across the stage's candidates; the score, their sum, sorts the table and the highest wins. "
-        "Training SPS: the runs' own, two at a time; each candidate's cost per gradient step, timed side by side, "
-        "is in speed.md."
+        "standardised across the stage's candidates (a task where all are equal adds 0); the score, their sum, sorts "
+        "the table and the highest wins; in the confirmation, if no task's difference between the two is significant, "
+        "the higher training SPS wins. Training SPS: the runs' own, two at a time; each candidate's cost per gradient "
+        f"step, timed side by side, is in speed.md.{verdict}"
     )
     columns = ("stage", "candidate", "seeds", *tasks, "score", "training SPS")
     return section("Tuning the critic target and the opponent model", prose, columns, lines)

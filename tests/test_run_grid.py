@@ -134,7 +134,8 @@ def test_the_critic_tuning_budget_and_its_score():
     results, crossed = {}, {}
     for label in labels:
         for task in grid.TASKS[:3]:
-            results[(task, label)] = {100 + k: dict(final_eval=v, train_sps=50.0) for k, v in enumerate(spread[label])}
+            sps = 50.0 + labels.index(label)  # labels[1] the faster of the two confirmed
+            results[(task, label)] = {100 + k: dict(final_eval=v, train_sps=sps) for k, v in enumerate(spread[label])}
         for task in grid.TASKS[1:3]:
             seeds = range(100, 100 + len(gain[label]))
             crossed[(task, base, base)] = [dict(seed=seed, good=1.0, adversary=-2.0) for seed in range(100, 103)]
@@ -156,6 +157,9 @@ def test_the_critic_tuning_budget_and_its_score():
     assert [row[1] for row in confirm[:2]] == [labels[k] for k in order] and len(confirm) == 3
     first, second = (spread[labels[k]] for k in order)
     assert confirm[2][3] == grid_report.difference(first, second)  # Welch's interval over the three seeds
+    # no difference is significant (every interval holds 0): the faster one wins, whatever its score
+    prose = "\n".join(grid_report.tuning_section(results, crossed))
+    assert f"Confirmation: {labels[1]} wins (no task's difference is significant: the higher training SPS)" in prose
 
 
 def test_the_default_rule_on_the_grid_seeds():
@@ -184,6 +188,10 @@ def test_the_default_rule_on_the_grid_seeds():
     assert f"Scores by the tuning rule: {grid.CHALLENGER} +3.00" in text
     assert "interval below zero): simple_tag adversary vs maddpg." in text
     assert f"{grid.CHALLENGER} does not become the default" in text
+    # the same simple_spread mean for both: that task adds 0 to each score (not NaN)
+    results[("simple_spread", grid.CHALLENGER)] = results[("simple_spread", "pr2_soft")]
+    text = "\n".join(grid_report.default_section(results, crossed))
+    assert f"Scores by the tuning rule: {grid.CHALLENGER} +2.00, pr2_soft -2.00" in text, text
     del results[("simple_spread", "pr2_soft")][4]
     assert grid_report.default_section(results, crossed) == []  # not before every measure has every seed
 
@@ -225,7 +233,9 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
             assert flag("--policy") == ("deterministic" if label == "pr2_ac" else "soft"), words
             assert flag("--critic-input") == ("own" if label == "pr2_soft_own" else "state"), words
             assert flag("--soft-marginal") == ("uniform" if label.endswith("_uniform") else None), words
-            assert flag("--critic-target") == ("policies" if label.startswith(grid.CHALLENGER) else None), words
+            tuned = label.startswith(grid.CHALLENGER)
+            assert flag("--critic-target") == ("policies" if tuned else None), words
+            assert flag("--opponent-model") == ("sides" if tuned else None), words
         if job.algorithm.label == "masql":  # the same critic information as PR2's
             assert flag("--critic-input") == "state" and job.task != "simple_tag", words
 
@@ -252,7 +262,7 @@ def test_the_like_for_like_budget_and_bad_input(tmp_path):
     # bad input stops the grid before anything runs, with one line
     shutil.rmtree(tmp_path / "out")
     bad = [
-        (dict(algorithms=["maddgp"]), "unknown algorithm 'maddgp'; known: pr2_soft, pr2_soft_policies, pr2_ac, maddpg"),
+        (dict(algorithms=["maddgp"]), "unknown algorithm 'maddgp'; known: pr2_soft, pr2_soft_sides, pr2_ac, maddpg"),
         (dict(tasks=["differential"]), "unknown task 'differential'; known: simple_spread"),
         (dict(workers=0), "--workers and --cross-play-episodes must be positive"),
     ]
