@@ -298,8 +298,8 @@ def tuning_section(results: dict, crossed: dict) -> list[str]:
         if stage == "confirm" and len(order) > 1:
             first, second = order[0][3], order[1][3]
             gaps = [welch(a, b) for a, b in zip(first, second)]
-            lines.append(row(stage, f"{order[0][1]} − {order[1][1]} (Welch)", seeds, *map(difference, first, second)))
-            lines[-1] += " | |"
+            pair = f"{order[0][1]} − {order[1][1]} (Welch)"
+            lines.append(row(stage, pair, seeds, *map(difference, first, second), "", ""))
             tied = all(abs(gap) <= half for gap, half in gaps)  # no interval excludes 0
             winner = max(list(sps)[:2], key=sps.get) if tied else order[0][1]
             why = "no task's difference is significant: the higher training SPS" if tied else "the higher score"
