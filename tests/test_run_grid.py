@@ -103,7 +103,9 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
     run_grid.main(args, [])
     regenerated, committed = (tmp_path / "out/grid_like_for_like.md").read_text(), COMMITTED.read_text()
     finished = len([path for path in kept.rglob("result.json") if "cross_play" not in path.parts])
-    assert f"{finished} of 149 runs finished" in regenerated and "Not computed" not in regenerated
+    assert f"{finished} of 149 runs finished" in regenerated
+    # part-way through retraining, a grid lists the cross-play it cannot compute yet: the same list as committed
+    assert not_computed(regenerated) == not_computed(committed)
     assert len(table_numbers(committed)) >= 5 + 25 + 8 + 39 + 24 + 16  # headers; results, ablation, cross-play, speed
     assert table_numbers(regenerated) == table_numbers(committed)
     assert [path.name for path in sorted((tmp_path / "out").glob("*.png"))] == [
@@ -111,6 +113,10 @@ def test_the_committed_report_is_regenerated_from_its_kept_runs(tmp_path):
     ]
     assert not (tmp_path / "work").exists()  # nothing trained, no checkpoint needed
     assert files(kept) == files(ROOT / "benchmarks/results/grid_like_for_like_runs")
+
+
+def not_computed(report: str) -> list[str]:
+    return [line for line in report.splitlines() if line.startswith("Not computed")]
 
 
 def test_the_critic_tuning_budget_and_its_score():
